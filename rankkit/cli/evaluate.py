@@ -1,0 +1,59 @@
+"""``rankkit eval``: score one or several TREC runs, with significance tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from . import app
+from .common import echo_json, format_table, load_qrels
+
+
+@app.command("eval")
+def eval_runs(
+    runs: list[Path] = typer.Argument(..., help="TREC run file(s); with several, the first is the baseline"),
+    qrels: Path = typer.Option(..., help="qrels file (TREC or BEIR TSV) or a BEIR folder"),
+    measure: list[str] = typer.Option(["nDCG@10"], "-m", "--measure", help="ir-measures name, repeatable"),
+    split: str = typer.Option("test", help="with a BEIR folder: the qrels split"),
+    per_query: bool = typer.Option(False, "--per-query", help="print one row per query"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+    test: str = typer.Option("t", help="paired test for several runs: t or wilcoxon"),
+) -> None:
+    """Evaluate runs against qrels (ir-measures); several runs get paired tests vs the first."""
+    from ..evaluation import compare, evaluate, parse_measures
+    from ..types import Run
+
+    parse_measures(measure)
+    judged = load_qrels(qrels, split)
+    loaded = {}
+    for path in runs:
+        name = path.name if path.name not in loaded else str(path)
+        loaded[name] = Run.read_trec(path, name=name)
+
+    if per_query:
+        result = {name: evaluate(r, judged, measure, per_query=True) for name, r in loaded.items()}
+        if as_json:
+            echo_json(result)
+            return
+        for name, pq in result.items():
+            if len(result) > 1:
+                typer.echo(f"# {name}")
+            rows = [[q, *[vals.get(m, 0.0) for m in measure]] for q, vals in pq.items()]
+            typer.echo(format_table(["qid", *measure], rows))
+        return
+
+    if len(loaded) == 1:
+        name, r = next(iter(loaded.items()))
+        scores = evaluate(r, judged, measure)
+        if as_json:
+            echo_json({name: scores})
+        else:
+            typer.echo(format_table(["run", *scores], [[name, *scores.values()]]))
+        return
+
+    comparison = compare(loaded, judged, measure, test=test)
+    if as_json:
+        echo_json(comparison.to_dict())
+    else:
+        typer.echo(comparison.table())

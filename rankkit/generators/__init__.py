@@ -1,0 +1,1 @@
+"""Generators: stages that answer from the top passages of a run."""

@@ -1,0 +1,333 @@
+"""Stages and the operators that compose them.
+
+A ``Stage`` maps ``(queries, run=None)`` to a ``Run`` (or, for a generator, a
+``Result``). ``a >> b`` chains, ``a % k`` cuts each ranking to ``k`` (pushed
+into a retriever so it searches for ``k`` directly) and ``fuse(a, b)`` merges
+rankings. Everything is batched over all queries at once.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError, RankkitError
+from .types import Queries, Result, Run, as_run
+
+
+class Stage:
+    """Base class of every retriever, reranker, fusion and generator."""
+
+    #: short name shown by ``describe()`` and in pipeline reprs
+    name: str = "stage"
+
+    def __call__(self, queries: Any, run: Run | None = None) -> Run | Result:
+        return self.transform(Queries.coerce(queries), run)
+
+    def transform(self, queries: Queries, run: Run | None) -> Run | Result:
+        raise NotImplementedError
+
+    # operators ---------------------------------------------------------------
+    def __rshift__(self, other: Stage) -> Pipeline:
+        if not isinstance(other, Stage):
+            return NotImplemented
+        return Pipeline([self, other])
+
+    def __mod__(self, k: int) -> Stage:
+        _check_k(k)
+        return Pipeline([self, Cutoff(k)])
+
+    # introspection -----------------------------------------------------------
+    def params(self) -> dict[str, Any]:
+        """Parameters that define this stage (for ``describe``)."""
+        return {}
+
+    def describe(self) -> dict[str, Any]:
+        return {"stage": self.name, **self.params()}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{type(self).__name__}({args})"
+
+    # convenience ---------------------------------------------------------------
+    def search(self, query: str, k: int = 10) -> list[tuple[str, float]]:
+        """Rank for one query interactively: ``[(docid, score), ...]`` best first."""
+        if not isinstance(query, str) or not query.strip():
+            raise RankkitError("search() needs a non-empty query string")
+        out = as_run((self % k)({"q": query}))
+        return out["q"]
+
+
+def _check_k(k: Any) -> None:
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
+        raise ConfigError(f"rank cutoff must be a positive integer, got {k!r}")
+
+
+class Retriever(Stage):
+    """A first-stage retriever: ignores any incoming run, searches its index.
+
+    Subclasses implement :meth:`retrieve`; ``% k`` returns a copy that searches
+    for ``k`` results directly (cutoff pushdown).
+    """
+
+    name = "retriever"
+    #: results per query; ``None`` means :attr:`default_k`
+    k: int | None = None
+    default_k: int = 1000
+
+    def retrieve(self, queries: Queries, k: int) -> Run:
+        raise NotImplementedError
+
+    def transform(self, queries: Queries, run: Run | None) -> Run:
+        queries.check_not_empty()
+        return self.retrieve(queries, self.k or self.default_k)
+
+    def with_k(self, k: int) -> Retriever:
+        """A copy that searches for ``k`` results (never more than an earlier cutoff)."""
+        clone = copy.copy(self)
+        clone.k = min(int(k), self.k) if self.k else int(k)
+        return clone
+
+    def __mod__(self, k: int) -> Retriever:
+        _check_k(k)
+        return self.with_k(k)
+
+
+class Reranker(Stage):
+    """Rescores the candidates of an incoming run.
+
+    Subclasses implement :meth:`score_pairs` over flat arrays of all candidate
+    pairs of all queries; the base class does the flattening and regrouping.
+    """
+
+    name = "reranker"
+
+    def score_pairs(self, query_texts: list[str], qidx: np.ndarray, docids: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def transform(self, queries: Queries, run: Run | None) -> Run:
+        if run is None:
+            raise RankkitError(
+                f"{type(self).__name__} reranks candidates: put a retriever before it (retriever >> reranker)"
+            )
+        qids, qidx, docids = run.pairs(queries)
+        texts = [queries[q] for q in qids]
+        scores = self.score_pairs(texts, qidx, docids) if len(docids) else np.empty(0)
+        return Run.from_flat(qids, qidx, docids, scores, name=self.name)
+
+
+class Cutoff(Stage):
+    """Keeps the top ``k`` of each ranking."""
+
+    name = "cutoff"
+
+    def __init__(self, k: int):
+        _check_k(k)
+        self.k = int(k)
+
+    def transform(self, queries: Queries, run: Run | None) -> Run:
+        if run is None:
+            raise RankkitError("a rank cutoff needs a stage before it")
+        return run.top(self.k)
+
+    def params(self) -> dict[str, Any]:
+        return {"k": self.k}
+
+
+class Pipeline(Stage):
+    """Stages run in order; each gets the queries and the previous run.
+
+    Calling a pipeline returns a ``Result`` with per-stage wall times.
+    """
+
+    name = "pipeline"
+
+    def __init__(self, stages: Sequence[Stage]):
+        flat: list[Stage] = []
+        for st in stages:
+            if not isinstance(st, Stage):
+                raise ConfigError(f"pipeline items must be stages, got {type(st).__name__}")
+            flat.extend(st.stages if isinstance(st, Pipeline) else [st])
+        self.stages = _push_cutoffs(flat)
+
+    def transform(self, queries: Queries, run: Run | None) -> Result:
+        timings: dict[str, float] = {}
+        out: Run | Result | None = run
+        for i, stage in enumerate(self.stages):
+            if isinstance(out, Result):
+                if out.answers is not None:
+                    raise RankkitError(f"stage {stage!r} comes after a generator; a generator must be last")
+                out = out.run
+            t0 = time.perf_counter()
+            out = stage.transform(queries, out)
+            timings[f"{i}:{stage.name}"] = time.perf_counter() - t0
+        if isinstance(out, Result):
+            out.timings = {**timings, **out.timings}
+            return out
+        return Result(run=out, timings=timings)
+
+    def __mod__(self, k: int) -> Pipeline:
+        _check_k(k)
+        return Pipeline([*self.stages, Cutoff(k)])
+
+    def describe(self) -> dict[str, Any]:
+        return {"stage": "pipeline", "stages": [s.describe() for s in self.stages]}
+
+    def __repr__(self) -> str:
+        return " >> ".join(_short(s) for s in self.stages)
+
+
+def _short(stage: Stage) -> str:
+    if isinstance(stage, Cutoff):
+        return f"%{stage.k}"
+    return repr(stage)
+
+
+def _push_cutoffs(stages: list[Stage]) -> list[Stage]:
+    """Fold ``retriever >> Cutoff(k)`` into ``retriever % k``; merge adjacent cutoffs."""
+    out: list[Stage] = []
+    for st in stages:
+        if isinstance(st, Cutoff) and out:
+            prev = out[-1]
+            if isinstance(prev, Cutoff):
+                out[-1] = Cutoff(min(prev.k, st.k))
+                continue
+            if isinstance(prev, (Retriever, Fusion)):
+                out[-1] = prev.with_k(st.k)
+                continue
+        out.append(st)
+    return out
+
+
+# -------------------------------------------------------------------------- fusion
+def _normalise(scores: np.ndarray, method: str) -> np.ndarray:
+    if len(scores) == 0 or method == "none":
+        return scores
+    if method == "minmax":
+        lo, hi = scores.min(), scores.max()
+        return (scores - lo) / (hi - lo) if hi > lo else np.ones_like(scores)
+    if method == "zscore":
+        sd = scores.std()
+        return (scores - scores.mean()) / sd if sd > 0 else np.zeros_like(scores)
+    if method == "rank":
+        return 1.0 / np.arange(1, len(scores) + 1)
+    raise ConfigError(f"unknown score normalisation {method!r} (choose minmax, zscore, rank, none)")
+
+
+def fuse_runs(runs: Sequence[Run], method: str = "rrf", weights: Sequence[float] | None = None,
+              rrf_k: int = 60, norm: str = "minmax", k: int | None = None,
+              qids: Sequence[str] | None = None) -> Run:
+    """Merge rankings of several runs for the same queries.
+
+    ``rrf``: sum of ``w / (rrf_k + rank)``. ``linear``: weighted sum of
+    per-query normalised scores (``norm`` = minmax, zscore, rank or none); a
+    document missing from one run contributes nothing from it.
+    """
+    if method not in ("rrf", "linear"):
+        raise ConfigError(f"unknown fusion method {method!r} (choose 'rrf' or 'linear')")
+    if not runs:
+        raise ConfigError("fusion needs at least one run")
+    weights = list(weights) if weights is not None else [1.0] * len(runs)
+    if len(weights) != len(runs):
+        raise ConfigError(f"{len(weights)} fusion weights for {len(runs)} runs")
+    if qids is None:
+        seen: dict[str, None] = {}
+        for r in runs:
+            seen.update(dict.fromkeys(r.qids))
+        qids = list(seen)
+    fused: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for qid in qids:
+        acc: dict[str, float] = {}
+        for r, w in zip(runs, weights):
+            if qid not in r:
+                continue
+            d, s = r.arrays(qid)
+            contrib = w / (rrf_k + np.arange(1, len(d) + 1)) if method == "rrf" else w * _normalise(s, norm)
+            for docid, c in zip(d.tolist(), contrib.tolist()):
+                acc[docid] = acc.get(docid, 0.0) + c
+        docs = np.array(list(acc.keys()), dtype=object)
+        vals = np.fromiter(acc.values(), dtype=np.float64, count=len(acc))
+        order = np.argsort(-vals, kind="stable")[:k] if k else np.argsort(-vals, kind="stable")
+        fused[qid] = (docs[order], vals[order])
+    out = Run(name=f"fuse-{method}")
+    out._r = fused
+    return out
+
+
+class Fusion(Stage):
+    """Runs several stages (or uses fixed runs) and fuses their rankings."""
+
+    name = "fuse"
+
+    def __init__(self, parts: Sequence[Stage | Run], method: str = "rrf",
+                 weights: Sequence[float] | None = None, rrf_k: int = 60,
+                 norm: str = "minmax", k: int | None = None):
+        if len(parts) < 1:
+            raise ConfigError("fuse() needs at least one stage or run")
+        for p in parts:
+            if not isinstance(p, (Stage, Run)):
+                raise ConfigError(f"fuse() takes stages or runs, got {type(p).__name__}")
+        self.parts = list(parts)
+        self.method, self.weights, self.rrf_k, self.norm, self.k = method, weights, rrf_k, norm, k
+        fuse_runs([Run()], method=method, norm=norm, weights=[1.0])  # validate names early
+        if weights is not None and len(weights) != len(parts):
+            raise ConfigError(f"{len(weights)} fusion weights for {len(parts)} inputs")
+
+    def with_k(self, k: int) -> Fusion:
+        clone = copy.copy(self)
+        clone.k = min(int(k), self.k) if self.k else int(k)
+        return clone
+
+    def __mod__(self, k: int) -> Fusion:
+        _check_k(k)
+        return self.with_k(k)
+
+    def transform(self, queries: Queries, run: Run | None) -> Run:
+        runs = [p if isinstance(p, Run) else as_run(p.transform(queries, run)) for p in self.parts]
+        return fuse_runs(runs, self.method, self.weights, self.rrf_k, self.norm, self.k,
+                         qids=list(queries))
+
+    def params(self) -> dict[str, Any]:
+        p: dict[str, Any] = {"method": self.method}
+        if self.method == "rrf":
+            p["rrf_k"] = self.rrf_k
+        else:
+            p["norm"] = self.norm
+        if self.weights is not None:
+            p["weights"] = list(self.weights)
+        if self.k:
+            p["k"] = self.k
+        return p
+
+    def describe(self) -> dict[str, Any]:
+        return {"stage": "fuse", **self.params(),
+                "inputs": [p.describe() if isinstance(p, Stage) else repr(p) for p in self.parts]}
+
+    def __repr__(self) -> str:
+        inner = ", ".join(repr(p) for p in self.parts)
+        return f"fuse({inner}, {', '.join(f'{k}={v!r}' for k, v in self.params().items())})"
+
+
+def fuse(*parts: Stage | Run, method: str = "rrf", weights: Sequence[float] | None = None,
+         rrf_k: int = 60, norm: str = "minmax", k: int | None = None) -> Fusion:
+    """Fuse stages or runs: ``rk.fuse(bm25 % 100, dense % 100, method="rrf")``."""
+    return Fusion(parts, method=method, weights=weights, rrf_k=rrf_k, norm=norm, k=k)
+
+
+class RunStage(Stage):
+    """A fixed run as a stage (e.g. a TREC run file as the first stage)."""
+
+    name = "run"
+
+    def __init__(self, run: Run):
+        self.run = run
+
+    def transform(self, queries: Queries, run: Run | None) -> Run:
+        return self.run.with_queries(queries)
+
+    def params(self) -> dict[str, Any]:
+        return {"run": self.run.name}

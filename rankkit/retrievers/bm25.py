@@ -1,0 +1,168 @@
+"""BM25 retrieval as a Stage: bm25s by default, Pyserini/Lucene as an option.
+
+``BM25.build(corpus, backend=...)`` and ``BM25.load(dir)`` dispatch on a small
+backend registry, so a new backend is one class plus one registry line.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, MissingResourceError
+from ..io import PathLike, atomic_dir
+from ..pipeline import Retriever
+from ..types import Corpus, Queries, Run
+
+#: backend name -> "module:Class" (imported lazily)
+BACKENDS: dict[str, str] = {
+    "bm25s": "rankkit.retrievers.bm25:BM25",
+    "lucene": "rankkit.retrievers.lucene:LuceneBM25",
+}
+
+MANIFEST = "rankkit.json"
+
+
+def _backend_class(name: str) -> type:
+    if name not in BACKENDS:
+        raise ConfigError(f"unknown BM25 backend {name!r} (available: {', '.join(BACKENDS)})")
+    module, cls = BACKENDS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def read_manifest(folder: PathLike, kind: str | None = None) -> dict[str, Any]:
+    """Read an index folder's ``rankkit.json``; a clear error if it is not an index."""
+    p = Path(folder)
+    if not p.is_dir():
+        raise MissingResourceError(f"index folder not found: {p}")
+    mf = p / MANIFEST
+    if not mf.exists():
+        raise MissingResourceError(f"{p} is not a rankkit index (no {MANIFEST})")
+    manifest = json.loads(mf.read_text())
+    if kind is not None and manifest.get("kind") != kind:
+        raise ConfigError(f"{p} holds a {manifest.get('kind')!r} index, not {kind!r}")
+    return manifest
+
+
+def _make_stemmer(stemmer: Any) -> Any:
+    if stemmer is None or stemmer is False:
+        return None
+    if not isinstance(stemmer, str):
+        return stemmer  # a function or an object with stemWords(), as bm25s accepts
+    import Stemmer
+
+    try:
+        return Stemmer.Stemmer(stemmer)
+    except KeyError:
+        raise ConfigError(
+            f"unknown stemmer language {stemmer!r} (available: {', '.join(Stemmer.algorithms())})"
+        ) from None
+
+
+class BM25(Retriever):
+    """BM25 over a bm25s sparse index.
+
+    >>> bm25 = BM25.build(corpus)            # English stemming and stopwords
+    >>> run = (bm25 % 100)(queries)
+    """
+
+    name = "bm25"
+
+    def __init__(self, retriever: Any, tokenizer: Any, docids: list[str], config: dict[str, Any],
+                 n_threads: int | None = None, show_progress: bool = False):
+        self._retriever = retriever
+        self._tokenizer = tokenizer
+        self.docids = np.asarray(docids, dtype=object)
+        self.config = config
+        self.n_threads = n_threads if n_threads is not None else (os.cpu_count() or 1)
+        self.show_progress = show_progress
+
+    # build / save / load -------------------------------------------------------
+    @classmethod
+    def build(cls, corpus: Any, k1: float = 1.5, b: float = 0.75, stemmer: Any = "english",
+              stopwords: str | list[str] | None = "en", method: str = "lucene",
+              backend: str = "bm25s", show_progress: bool = False, **backend_options: Any) -> Retriever:
+        """Index ``corpus`` (a Corpus, mapping or ``datasets.Dataset``)."""
+        if backend != "bm25s":
+            return _backend_class(backend).build(corpus, k1=k1, b=b, stemmer=stemmer,
+                                                 stopwords=stopwords, show_progress=show_progress,
+                                                 **backend_options)
+        if backend_options:
+            raise ConfigError(f"unknown options for the bm25s backend: {sorted(backend_options)}")
+        import bm25s
+        from bm25s.tokenization import Tokenizer
+
+        corpus = Corpus.coerce(corpus)
+        if len(corpus) == 0:
+            raise ConfigError("cannot index an empty corpus")
+        tokenizer = Tokenizer(stopwords=stopwords or [], stemmer=_make_stemmer(stemmer))
+        tokens = tokenizer.tokenize(corpus.contents, return_as="ids", show_progress=show_progress)
+        retriever = bm25s.BM25(k1=k1, b=b, method=method)
+        retriever.index(tokens, show_progress=show_progress)
+        config = {"k1": k1, "b": b, "method": method,
+                  "stemmer": stemmer if isinstance(stemmer, str) or not stemmer else "custom",
+                  "stopwords": stopwords if isinstance(stopwords, str) or stopwords is None else "custom",
+                  "num_docs": len(corpus), "corpus_fingerprint": corpus.fingerprint()}
+        return cls(retriever, tokenizer, corpus.ids, config, show_progress=show_progress)
+
+    def save(self, folder: PathLike) -> Path:
+        """Write the index folder atomically (a crash leaves no half-written index)."""
+        if self.config.get("stemmer") == "custom":
+            raise ConfigError("an index built with a custom stemmer function cannot be saved; "
+                              "pass a Snowball language name instead")
+        with atomic_dir(folder) as tmp:
+            self._retriever.save(str(tmp / "bm25s"), show_progress=False)
+            self._tokenizer.save_vocab(str(tmp / "bm25s"))
+            self._tokenizer.save_stopwords(str(tmp / "bm25s"))
+            (tmp / "docids.json").write_text(json.dumps(self.docids.tolist()))
+            manifest = {"kind": "bm25", "backend": "bm25s", "format": 1, **self.config,
+                        "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        return Path(folder)
+
+    @classmethod
+    def load(cls, folder: PathLike, mmap: bool = False, **kwargs: Any) -> Retriever:
+        """Load an index saved by :meth:`save` (any backend)."""
+        manifest = read_manifest(folder, kind="bm25")
+        backend = manifest.get("backend", "bm25s")
+        if backend != "bm25s":
+            return _backend_class(backend).load(folder, **kwargs)
+        import bm25s
+        from bm25s.tokenization import Tokenizer
+
+        folder = Path(folder)
+        retriever = bm25s.BM25.load(str(folder / "bm25s"), mmap=mmap, show_progress=False)
+        tokenizer = Tokenizer(stopwords=[], stemmer=_make_stemmer(manifest.get("stemmer")))
+        tokenizer.load_vocab(str(folder / "bm25s"))
+        tokenizer.load_stopwords(str(folder / "bm25s"))
+        docids = json.loads((folder / "docids.json").read_text())
+        config = {k: manifest[k] for k in ("k1", "b", "method", "stemmer", "stopwords", "num_docs",
+                                           "corpus_fingerprint") if k in manifest}
+        return cls(retriever, tokenizer, docids, config, **kwargs)
+
+    # search ----------------------------------------------------------------------
+    def retrieve(self, queries: Queries, k: int) -> Run:
+        k = min(int(k), len(self.docids))
+        tokens = self._tokenizer.tokenize(queries.texts, update_vocab=False, return_as="ids",
+                                          show_progress=False)
+        docs, scores = self._retriever.retrieve(tokens, k=k, n_threads=self.n_threads,
+                                                show_progress=self.show_progress)
+        rankings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for qid, row_docs, row_scores in zip(queries.ids, docs, scores):
+            keep = row_scores > 0  # bm25s pads with zero-score non-matches; Lucene would not return them
+            rankings[qid] = (self.docids[row_docs[keep]], row_scores[keep].astype(np.float64))
+        out = Run(name=self.name)
+        out._r = rankings
+        return out
+
+    def params(self) -> dict[str, Any]:
+        p = {"backend": "bm25s", **{k: self.config.get(k) for k in ("k1", "b", "stemmer", "stopwords")}}
+        if self.k:
+            p["k"] = self.k
+        return p

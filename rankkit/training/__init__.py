@@ -1,0 +1,1 @@
+"""Training rerankers: learning-to-rank losses, adapters, trainer."""
