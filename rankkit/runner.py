@@ -14,6 +14,7 @@ import datetime as _dt
 import importlib.util
 import inspect
 import json
+import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -85,6 +86,8 @@ def execute(stage: Stage, queries: Queries, progress: bool = True,
     run: Run | None = None
     answers: dict[str, Answer] | None = None
     timings: dict[str, float] = {}
+    if not progress:
+        _quiet_transformers()
     quiet = [s for s in stages if getattr(s, "show_progress", None) is True]
     for s in quiet:  # the per-stage bars below replace the stages' own
         s.show_progress = False
@@ -116,6 +119,15 @@ def execute(stage: Stage, queries: Queries, progress: bool = True,
             s.show_progress = True
     assert run is not None
     return Result(run=run, answers=answers, timings=timings)
+
+
+def _quiet_transformers() -> None:
+    """Silence transformers' model-loading bars too (``--quiet``)."""
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    if importlib.util.find_spec("transformers") is not None:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
 
 def parse_options(items: Sequence[str]) -> dict[str, Any]:

@@ -36,6 +36,11 @@ class Generator(Stage):
     text whose likelihood is scored for it (a verbaliser). Backend options
     (``dtype``, ``device`` for transformers; ``base_url``, ``max_retries`` for
     ``openai``; engine options for ``vllm``) pass through ``**backend_options``.
+    ``calibrate=True`` subtracts each label's score on a content-free prompt
+    (claim "N/A", no passages) before choosing, which removes a small model's
+    bias towards one label (contextual calibration, Zhao et al., 2021).
+    ``max_passage_tokens`` caps every passage (counted as truncated) before the
+    whole prompt is fitted into ``max_input_tokens`` (default: the model's window).
     After a call, :attr:`stats` counts truncated passages, queries without
     passages, answers without citations and failures.
     """
@@ -46,7 +51,8 @@ class Generator(Stage):
                  k: int = 3, batch_size: int = 8, mode: str = "answer",
                  labels: Sequence[str] | Mapping[str, str] | None = None,
                  backend: str | Backend = "transformers", corpus: Any = None,
-                 max_input_tokens: int | None = None, show_progress: bool = True,
+                 max_input_tokens: int | None = None, max_passage_tokens: int | None = None,
+                 calibrate: bool = False, show_progress: bool = True,
                  generate_kwargs: dict[str, Any] | None = None, **backend_options: Any):
         if mode not in MODES:
             raise ConfigError(f"unknown generator mode {mode!r} (choose {', '.join(MODES)})")
@@ -58,7 +64,11 @@ class Generator(Stage):
         self.labels, self.label_texts = _check_labels(labels, mode)
         self.template = load_prompt(prompt, mode)
         self.max_new_tokens, self.k, self.batch_size = int(max_new_tokens), int(k), int(batch_size)
-        self.max_input_tokens = max_input_tokens
+        self.max_input_tokens, self.max_passage_tokens = max_input_tokens, max_passage_tokens
+        if calibrate and mode != "classify":
+            raise ConfigError("calibrate=True is for mode='classify'")
+        self.calibrate = calibrate
+        self._prior: dict[str, float] | None = None
         self.show_progress = show_progress
         self.generate_kwargs = dict(generate_kwargs or {})
         self.corpus = _text_source(corpus)
@@ -66,7 +76,7 @@ class Generator(Stage):
             self.backend = make_backend(backend, model, **backend_options)
         except TypeError as e:
             raise ConfigError(f"bad option for the {backend!r} generator backend: {e}") from None
-        self.stats: dict[str, int] = {}
+        self.stats: dict[str, Any] = {}
 
     # ----------------------------------------------------------------- the stage
     def transform(self, queries: Queries, run: Run | None) -> Result:
@@ -78,10 +88,11 @@ class Generator(Stage):
                               "function) to read the passages of the incoming run")
         with_titles = "{title}" in self.template.passage
         passages = [[self._passage(d, with_titles)[0] for d in ctx] for ctx in contexts]
+        capped = self._cap_passages(passages)
         titles = [[self._passage(d, with_titles)[1] for d in ctx] for ctx in contexts] \
             if with_titles else None
         built = build_prompts(self.template, self.backend, [queries[q] for q in qids], passages,
-                              titles, self._budget(), self.labels)
+                              titles, self._budget(), self.label_texts)
         ok = [i for i, e in enumerate(built.errors) if e is None]
         if self.mode == "classify":
             outputs = self._classify([built.prompts[i] for i in ok])
@@ -93,12 +104,16 @@ class Generator(Stage):
                                   error=built.errors[i])
         for i, out in zip(ok, outputs):
             out(answers[qids[i]])
-        self._record_stats(answers, contexts, built.truncated)
+        self._record_stats(answers, contexts, [a + b for a, b in zip(built.truncated, capped)])
         return Result(run=base, answers=answers)
 
     def _classify(self, prompts: list[str]) -> list[Callable[[Answer], None]]:
         scores, errors = self.backend.score_labels(prompts, self.label_texts, self.batch_size,
                                                    progress=self.show_progress)
+        if self.calibrate and len(prompts):
+            prior = self.label_prior()
+            scores = scores - prior[None, :]
+            self._prior = {lab: float(v) for lab, v in zip(self.labels, prior)}
         fills = []
         for row, err in zip(scores, errors):
             def fill(a: Answer, row: np.ndarray = row, err: str | None = err) -> None:
@@ -122,7 +137,27 @@ class Generator(Stage):
             fills.append(fill)
         return fills
 
+    def label_prior(self) -> np.ndarray:
+        """Label scores on a content-free prompt (claim "N/A", no passages): the model's bias."""
+        prompt = self.backend.render(self.template.messages("N/A", [], labels=self.label_texts))
+        scores, errors = self.backend.score_labels([prompt], self.label_texts, 1)
+        if errors[0] is not None or not np.all(np.isfinite(scores[0])):
+            raise RankkitError(f"could not score the content-free prompt for calibration: {errors[0]}")
+        return scores[0]
+
     # ------------------------------------------------------------------- helpers
+    def _cap_passages(self, passages: list[list[str]]) -> list[int]:
+        """Cut every passage to ``max_passage_tokens`` in place; how many were cut per query."""
+        cap = self.max_passage_tokens
+        if cap is None:
+            return [0] * len(passages)
+        counts = []
+        for texts in passages:
+            lengths = self.backend.count_tokens(texts)
+            counts.append(sum(1 for n in lengths if n > cap))
+            texts[:] = [self.backend.truncate(t, cap) if n > cap else t for t, n in zip(texts, lengths)]
+        return counts
+
     def _passage(self, docid: str, with_titles: bool) -> tuple[str, str]:
         src = self.corpus
         assert src is not None
@@ -153,6 +188,8 @@ class Generator(Stage):
             "truncated_queries": sum(1 for t in truncated if t),
             "errors": sum(1 for a in answers.values() if a.error),
         }
+        if self.calibrate and self._prior:
+            self.stats["label_prior"] = self._prior
         if self.mode == "answer":
             self.stats["uncited"] = sum(1 for a in answers.values() if not a.error and not a.citations)
         if self.stats["truncated_passages"]:
@@ -167,6 +204,8 @@ class Generator(Stage):
                              "prompt": self.template.name}
         if self.mode == "classify":
             p["labels"] = list(self.labels)
+            if self.calibrate:
+                p["calibrate"] = True
         else:
             p["max_new_tokens"] = self.max_new_tokens
         return p

@@ -70,10 +70,9 @@ def _fill(text: str, values: dict[str, str]) -> str:
 PROMPTS: dict[str, PromptTemplate] = {
     "answer": PromptTemplate(
         name="answer",
-        system=("You answer questions using only the numbered passages given. Cite the passages "
-                "you use with their numbers in square brackets, like [1] or [2][3]. If the "
-                "passages do not contain the answer, say so."),
-        user="Passages:\n{passages}\n\nQuestion: {query}\n\nAnswer briefly, with citations.",
+        system="You answer questions from numbered passages and cite them in square brackets.",
+        user=("Passages:\n{passages}\n\nQuestion: {query}\n\nAnswer in one or two sentences "
+              "using the passages, and cite the passage numbers in square brackets, e.g. [1]."),
     ),
     "verify": PromptTemplate(
         name="verify",

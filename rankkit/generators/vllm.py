@@ -66,7 +66,9 @@ class VLLMBackend(Backend):
         return self.tokenizer.decode(ids)
 
     def context_window(self) -> int | None:
-        return int(self.llm.llm_engine.model_config.max_model_len)
+        config = getattr(getattr(self.llm, "llm_engine", None), "model_config", None)
+        window = getattr(config, "max_model_len", None)
+        return int(window) if window else None
 
     def _prompt_ids(self, prompt: str) -> list[int]:
         templated = bool(getattr(self.tokenizer, "chat_template", None))
