@@ -217,5 +217,5 @@ def run_pipeline_file(pipeline: PathLike, dataset: PathLike, split: str = "test"
                          "total": time.perf_counter() - t_start}
     report["files"]["metrics"] = str(out_dir / "metrics.json")
     with atomic_path(out_dir / "metrics.json") as fh:
-        json.dump(report, fh, indent=2)
+        json.dump(report, fh, indent=2, default=str)
     return report

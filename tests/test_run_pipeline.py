@@ -15,7 +15,13 @@ from tiny_llm import tiny_llm_dir
 import rankkit as rk
 from rankkit.errors import ConfigError
 from rankkit.recipes import NoRerank
-from rankkit.runner import build_stage, execute, load_pipeline_module, parse_options
+from rankkit.runner import (
+    build_stage,
+    execute,
+    load_pipeline_module,
+    parse_options,
+    run_pipeline_file,
+)
 
 from conftest import DEMO, ROOT, shared
 
@@ -77,18 +83,18 @@ def test_run_verify_scores_verdicts_from_claims(tmp_path, tiny):
 
 def test_run_bad_input_is_one_line_errors(tmp_path, tiny):
     data = shared("beir", "scifact")
-    proc = rankkit("run", "pipelines/bm25_generate.py", "--dataset", data, "--limit", 1,
-                   "-o", "temperature_typo=1", "-o", f"model={tiny}", ok=False)
-    assert proc.returncode == 2 and "temperature_typo" in proc.stderr
     proc = rankkit("run", "pipelines/nope.py", "--dataset", data, ok=False)
-    assert proc.returncode == 2 and "pipeline file not found" in proc.stderr and "bm25_generate" in proc.stderr
+    assert proc.returncode == 2 and proc.stderr.startswith("error: pipeline file not found")
+    assert "bm25_generate" in proc.stderr and "Traceback" not in proc.stderr
     bad = tmp_path / "bad.py"
     bad.write_text("x = 1\n")
-    proc = rankkit("run", bad, "--dataset", data, ok=False)
-    assert proc.returncode == 2 and "defines no build" in proc.stderr
-    proc = rankkit("run", "bm25_verify", "--dataset", data, "--limit", 1, "-o", f"model={tiny}",
-                   "-o", "labels=[SUPPORT, MAYBE]", "--out", tmp_path / "o", ok=False)
-    assert proc.returncode == 2 and "not one of the labels" in proc.stderr
+    with pytest.raises(ConfigError, match="defines no build"):
+        run_pipeline_file(bad, data)
+    with pytest.raises(ConfigError, match="temperature_typo"):
+        run_pipeline_file("bm25_generate", data, limit=1, opts={"temperature_typo": 1, "model": tiny})
+    with pytest.raises(ConfigError, match="gold verdict .* is not one of the labels"):
+        run_pipeline_file("bm25_verify", data, limit=1, out=tmp_path / "o", progress=False,
+                          opts={"model": tiny, "labels": ["SUPPORT", "MAYBE"]})
 
 
 def test_execute_matches_calling_the_pipeline(demo):

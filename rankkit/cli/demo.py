@@ -43,6 +43,9 @@ def demo(
     typer.echo(f"demo collection: {len(ds.corpus)} passages, {len(ds.queries)} questions")
     typer.echo(f"pipeline: {pipe!r}\n")
 
+    if generator is not None:
+        typer.echo(f"loading {model} ...")
+        generator.load()
     question = query or next(iter(ds.queries.values()))
     typer.echo(f"query: {question}")
     result = pipe({"q": question})

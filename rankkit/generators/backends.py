@@ -44,6 +44,9 @@ class Backend:
     #: the model as the user named it (for ``describe``)
     model_name: str = ""
 
+    def load(self) -> None:
+        """Load the model now (backends that load lazily override this)."""
+
     def render(self, messages: Messages) -> str:
         """The prompt text the model sees for ``messages`` (chat template applied)."""
         raise NotImplementedError

@@ -69,6 +69,7 @@ class Generator(Stage):
             raise ConfigError("calibrate=True is for mode='classify'")
         self.calibrate = calibrate
         self._prior: dict[str, float] | None = None
+        self._generated_tokens = 0
         self.show_progress = show_progress
         self.generate_kwargs = dict(generate_kwargs or {})
         self.corpus = _text_source(corpus)
@@ -129,6 +130,7 @@ class Generator(Stage):
     def _generate(self, prompts: list[str], messages: list[Messages]) -> list[Callable[[Answer], None]]:
         gens = self.backend.generate(prompts, messages, self.max_new_tokens, self.batch_size,
                                      progress=self.show_progress, **self.generate_kwargs)
+        self._generated_tokens = sum(g.n_tokens for g in gens)
         fills = []
         for g in gens:
             def fill(a: Answer, g: Generation = g) -> None:
@@ -136,6 +138,11 @@ class Generator(Stage):
                 a.citations = map_citations(a.text, a.context)
             fills.append(fill)
         return fills
+
+    def load(self) -> Generator:
+        """Load the model now instead of at the first call (e.g. to time inference alone)."""
+        self.backend.load()
+        return self
 
     def label_prior(self) -> np.ndarray:
         """Label scores on a content-free prompt (claim "N/A", no passages): the model's bias."""
@@ -192,9 +199,11 @@ class Generator(Stage):
             self.stats["label_prior"] = self._prior
         if self.mode == "answer":
             self.stats["uncited"] = sum(1 for a in answers.values() if not a.error and not a.citations)
+            self.stats["generated_tokens"] = self._generated_tokens
         if self.stats["truncated_passages"]:
-            log.warning("generator: %d passages of %d queries were truncated to fit the context "
-                        "budget", self.stats["truncated_passages"], self.stats["truncated_queries"])
+            log.warning("generator: %d passages of %d queries were truncated (max_passage_tokens "
+                        "or the context budget)", self.stats["truncated_passages"],
+                        self.stats["truncated_queries"])
         if self.stats["errors"]:
             log.warning("generator: %d of %d queries failed (see Answer.error)",
                         self.stats["errors"], len(answers))
@@ -268,6 +277,9 @@ class TransformersBackend(Backend):
 
             self._model, self._tok = model, prepare_tokenizer(tokenizer, model)
             self.model_name = getattr(model.config, "name_or_path", type(model).__name__)
+
+    def load(self) -> None:
+        self._load()
 
     def _load(self) -> tuple[Any, Any]:
         if self._model is None:

@@ -49,6 +49,9 @@ class VLLMBackend(Backend):
             self._llm = self._vllm.LLM(model=self._location, **self._options)
         return self._llm
 
+    def load(self) -> None:
+        _ = self.llm
+
     @property
     def tokenizer(self) -> Any:
         return self.llm.get_tokenizer()
