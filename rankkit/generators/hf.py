@@ -94,55 +94,38 @@ class Generator(Stage):
             if with_titles else None
         built = build_prompts(self.template, self.backend, [queries[q] for q in qids], passages,
                               titles, self._budget(), self.label_texts)
+        answers = {qid: Answer(qid=qid, text="", context=contexts[i], prompt=built.prompts[i],
+                               error=built.errors[i]) for i, qid in enumerate(qids)}
         ok = [i for i, e in enumerate(built.errors) if e is None]
+        todo = [answers[qids[i]] for i in ok]
         if self.mode == "classify":
-            outputs = self._classify([built.prompts[i] for i in ok])
+            self._classify(todo, [built.prompts[i] for i in ok])
         else:
-            outputs = self._generate([built.prompts[i] for i in ok], [built.messages[i] for i in ok])
-        answers: dict[str, Answer] = {}
-        for i, qid in enumerate(qids):
-            answers[qid] = Answer(qid=qid, text="", context=contexts[i], prompt=built.prompts[i],
-                                  error=built.errors[i])
-        for i, out in zip(ok, outputs):
-            out(answers[qids[i]])
+            self._generate(todo, [built.prompts[i] for i in ok], [built.messages[i] for i in ok])
         self._record_stats(answers, contexts, [a + b for a, b in zip(built.truncated, capped)])
         return Result(run=base, answers=answers)
 
-    def _classify(self, prompts: list[str]) -> list[Callable[[Answer], None]]:
+    def _classify(self, answers: list[Answer], prompts: list[str]) -> None:
         scores, errors = self.backend.score_labels(prompts, self.label_texts, self.batch_size,
                                                    progress=self.show_progress)
         if self.calibrate and len(prompts):
             prior = self.label_prior()
             scores = scores - prior[None, :]
             self._prior = {lab: float(v) for lab, v in zip(self.labels, prior)}
-        fills = []
-        for row, err in zip(scores, errors):
-            def fill(a: Answer, row: np.ndarray = row, err: str | None = err) -> None:
-                if err is not None or not np.all(np.isfinite(row)):
-                    a.error = err or "the backend returned no label scores"
-                    return
-                best = int(np.argmax(row))
-                a.label = a.text = self.labels[best]
-                a.label_scores = {lab: float(s) for lab, s in zip(self.labels, row)}
-            fills.append(fill)
-        return fills
+        for a, row, err in zip(answers, scores, errors):
+            if err is not None or not np.all(np.isfinite(row)):
+                a.error = err or "the backend returned no label scores"
+                continue
+            a.label = a.text = self.labels[int(np.argmax(row))]
+            a.label_scores = {lab: float(v) for lab, v in zip(self.labels, row)}
 
-    def _generate(self, prompts: list[str], messages: list[Messages]) -> list[Callable[[Answer], None]]:
+    def _generate(self, answers: list[Answer], prompts: list[str], messages: list[Messages]) -> None:
         gens = self.backend.generate(prompts, messages, self.max_new_tokens, self.batch_size,
                                      progress=self.show_progress, **self.generate_kwargs)
         self._generated_tokens = sum(g.n_tokens for g in gens)
-        fills = []
-        for g in gens:
-            def fill(a: Answer, g: Generation = g) -> None:
-                a.text, a.error = g.text.strip(), g.error
-                a.citations = map_citations(a.text, a.context)
-            fills.append(fill)
-        return fills
-
-    def load(self) -> Generator:
-        """Load the model now instead of at the first call (e.g. to time inference alone)."""
-        self.backend.load()
-        return self
+        for a, g in zip(answers, gens):
+            a.text, a.error = g.text.strip(), g.error
+            a.citations = map_citations(a.text, a.context)
 
     def label_prior(self) -> np.ndarray:
         """Label scores on a content-free prompt (claim "N/A", no passages): the model's bias."""
