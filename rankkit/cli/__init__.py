@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "rankkit.cli.search",
     "rankkit.cli.evaluate",
     "rankkit.cli.demo",
+    "rankkit.cli.dense",
 ]
 
 
