@@ -50,8 +50,10 @@ class DenseRetriever(Retriever):
 
     def __init__(self, encoder: SentenceEncoder, index: Any, kind: IndexType, docids: list[str],
                  config: dict[str, Any], search: dict[str, Any] | None = None,
-                 embeddings: np.ndarray | None = None, corpus: Corpus | None = None):
+                 embeddings: np.ndarray | None = None, corpus: Corpus | None = None,
+                 show_progress: bool = False):
         self.encoder = encoder
+        self.show_progress = show_progress  # progress bar while encoding queries
         self._index = index
         self.kind = kind
         self.docids = np.asarray(docids, dtype=object)
@@ -83,8 +85,8 @@ class DenseRetriever(Retriever):
             raise ConfigError("cannot index an empty corpus")
         encoder = model if isinstance(model, SentenceEncoder) else SentenceEncoder(
             model, query_prefix=query_prefix, doc_prefix=doc_prefix, batch_size=batch_size,
-            device=device, show_progress=show_progress, processes=processes)
-        vectors, truncated = encoder.encode_documents(corpus.contents)
+            device=device, processes=processes)
+        vectors, truncated = encoder.encode_documents(corpus.contents, show_progress=show_progress)
         return cls.from_embeddings(corpus, vectors, encoder, index=index, truncated=truncated,
                                    **options)
 
@@ -178,8 +180,7 @@ class DenseRetriever(Retriever):
         if corpus is not None:
             checked = Corpus.coerce(corpus)
             _check_corpus(folder, manifest, checked)
-        encoder = _load_encoder(folder, manifest, model, batch_size=batch_size, device=device,
-                                show_progress=show_progress)
+        encoder = _load_encoder(folder, manifest, model, batch_size=batch_size, device=device)
         files = manifest.get("files", {})
         index = read_index(str(folder / files.get("index", "index.faiss")), kind, mmap=mmap)
         docids = json.loads((folder / files.get("docids", "docids.json")).read_text())
@@ -194,12 +195,12 @@ class DenseRetriever(Retriever):
                   if k not in ("kind", "format", "search", "files", "created")}
         return cls(encoder, index, kind, docids, config,
                    search={**manifest.get("search", {}), **search}, embeddings=embeddings,
-                   corpus=checked)
+                   corpus=checked, show_progress=show_progress)
 
     # search ---------------------------------------------------------------------------
     def encode_queries(self, texts: list[str]) -> np.ndarray:
         """Query vectors in one batched call; over-long queries are reported once."""
-        vectors, truncated = self.encoder.encode_queries(texts)
+        vectors, truncated = self.encoder.encode_queries(texts, show_progress=self.show_progress)
         if truncated and not self._queries_warned:
             self._queries_warned = True
             warnings.warn(f"{truncated} of {len(texts)} queries are longer than the "
