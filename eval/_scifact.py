@@ -20,9 +20,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "eval" / "cache"
-SCIFACT = Path(os.environ.get("RANKKIT_SHARED_DATA", ROOT.parent.parent / "shared" / "data")) / "beir" / "scifact"
-if not SCIFACT.exists():
-    SCIFACT = Path("/work/shared/data/beir/scifact")
+#: ../shared/data from the project root, as in tests/conftest.py
+SHARED = Path(os.environ.get("RANKKIT_SHARED_DATA", ROOT.parent / "shared" / "data"))
+SCIFACT = SHARED / "beir" / "scifact"
 
 
 def limit_threads(n: int) -> None:

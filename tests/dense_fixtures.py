@@ -4,6 +4,9 @@ The tiny model (one 32-wide BERT layer with random weights, MiniLM's
 tokenizer, mean pooling, no Normalize module, a 64-token window) loads in a
 blink, differs from MiniLM, and exercises the paths MiniLM does not:
 normalisation done by rankkit, truncation of long texts, loading by path.
+
+Test modules import the ``fixture_*`` functions; the fixtures are used by their
+``name=`` (the function names differ so linters see no shadowing).
 """
 
 from __future__ import annotations
@@ -17,29 +20,29 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _few_threads() -> None:
+def fixture_few_threads() -> None:
     """The test machine's CPU is shared: one torch thread is plenty for these sizes."""
     import torch
 
     torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="session")
-def minilm_encoder():
+@pytest.fixture(scope="session", name="minilm_encoder")
+def fixture_minilm_encoder():
     from rankkit.retrievers.encoder import SentenceEncoder
 
     return SentenceEncoder("minilm")
 
 
-@pytest.fixture(scope="session")
-def dense_demo(demo, minilm_encoder):
+@pytest.fixture(scope="session", name="dense_demo")
+def fixture_dense_demo(demo, minilm_encoder):
     import rankkit as rk
 
     return rk.DenseRetriever.build(demo.corpus, model=minilm_encoder)
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
+@pytest.fixture(scope="session", name="tiny_model")
+def fixture_tiny_model(tmp_path_factory) -> Path:
     """A folder holding a tiny sentence-transformers model (random weights, seeded)."""
     import torch
     from sentence_transformers import SentenceTransformer

@@ -6,7 +6,11 @@ import warnings
 
 import numpy as np
 import pytest
-from dense_fixtures import _few_threads, dense_demo, minilm_encoder  # noqa: F401
+from dense_fixtures import (  # noqa: F401  (fixtures)
+    fixture_dense_demo,
+    fixture_few_threads,
+    fixture_minilm_encoder,
+)
 
 import rankkit as rk
 from rankkit.errors import ConfigError, RankkitError
@@ -65,10 +69,14 @@ def test_reranker_from_a_model_encodes_candidates_from_the_corpus(dense_demo, bm
         np.testing.assert_allclose(fresh.scores(q), stored.scores(q), atol=1e-5)
 
 
-def test_candidates_outside_the_index(dense_demo, demo):
+def test_candidates_outside_the_index(dense_demo, demo, tmp_path):
     foreign = rk.Run({"1": (["d01", "zz-new"], [2.0, 1.0])})
-    with pytest.raises(RankkitError, match="not in the dense index.*zz-new"):
+    with pytest.raises(RankkitError, match="neither in the dense index nor in the corpus.*zz-new"):
         dense_demo.as_reranker()(demo.queries.subset(["1"]), foreign)
+    dense_demo.save(tmp_path / "idx")
+    without_corpus = DenseRetriever.load(tmp_path / "idx")
+    with pytest.raises(RankkitError, match="not in the dense index.*zz-new.*corpus="):
+        without_corpus.as_reranker()(demo.queries.subset(["1"]), foreign)
     extra = rk.Corpus(["d01", "zz-new"], [demo.corpus["d01"], "Photosynthesis in green plants"])
     run = dense_demo.as_reranker(corpus=extra)(demo.queries.subset(["1"]), foreign)
     assert set(run.docids("1")) == {"d01", "zz-new"}

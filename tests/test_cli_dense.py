@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import DEMO
-from dense_fixtures import _few_threads, tiny_model  # noqa: F401
+from dense_fixtures import (  # noqa: F401  (fixtures)
+    fixture_few_threads,
+    fixture_tiny_model,
+)
 
 import rankkit as rk
 from rankkit.cli import main
+
+from conftest import DEMO
 
 
 def _cli(*argv: str) -> int:

@@ -10,7 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dense_fixtures import _few_threads, dense_demo, minilm_encoder, tiny_model  # noqa: F401
+from dense_fixtures import (  # noqa: F401  (fixtures)
+    fixture_dense_demo,
+    fixture_few_threads,
+    fixture_minilm_encoder,
+    fixture_tiny_model,
+)
 
 import rankkit as rk
 from rankkit.errors import ConfigError, MissingResourceError

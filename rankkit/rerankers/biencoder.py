@@ -71,7 +71,8 @@ class BiEncoderReranker(Reranker):
                     "pass corpus= so their texts can be encoded")
             absent = [d for d in need if d not in self.corpus]
             if absent:
-                raise RankkitError(f"{len(absent)} candidate(s) are not in the corpus, e.g. {absent[:3]}")
+                raise RankkitError(f"{len(absent)} candidate(s) are neither in the dense index nor in "
+                                   f"the corpus, e.g. {absent[:3]}")
             texts = [self.corpus[d] for d in need]
             vectors[missing], _ = self.encoder.encode_documents(texts)
         return inverse.reshape(-1), vectors

@@ -56,7 +56,7 @@ class SentenceEncoder:
         try:
             self.model = SentenceTransformer(ref.location, device=device,
                                              local_files_only=offline() or ref.path is not None)
-        except (OSError, ValueError, EnvironmentError) as exc:
+        except (OSError, ValueError) as exc:
             raise missing_model_error(self.model_name, exc) from exc
         self.location = ref.location
         self.batch_size = batch_size

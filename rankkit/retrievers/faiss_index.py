@@ -24,7 +24,6 @@ import numpy as np
 
 from ..errors import ConfigError
 
-
 #: training vectors per centroid below which faiss warns that clustering is under-fed
 _MIN_POINTS = 39
 
