@@ -76,6 +76,29 @@ def test_ivfpq_approximates_flat(dense_demo, demo):
     np.testing.assert_array_equal(ivf.embeddings, dense_demo.embeddings)
 
 
+def test_ivfpq_refine_rescores_with_exact_vectors(dense_demo, demo):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        ivf = dense_demo.with_index("ivfpq", nbits=2)  # 4 centroids: deliberately coarse codes
+    refined = ivf.with_search(refine=30)  # re-score 30 x k candidates: every document
+    exact = (dense_demo % 5)(demo.queries)
+    _same_rankings(exact, (refined % 5)(demo.queries))
+    coarse = (ivf % 5)(demo.queries)
+    assert any(not np.allclose(coarse.scores(q), exact.scores(q), atol=1e-4) for q in coarse.qids)
+    with pytest.raises(ConfigError, match="refine"):
+        ivf.with_search(refine=-1)
+
+
+def test_embeddings_view_outlives_the_retriever(dense_demo, tmp_path):
+    import gc
+
+    dense_demo.with_index("hnsw", M=8).save(tmp_path / "h")
+    view = DenseRetriever.load(tmp_path / "h", mmap=True).embeddings  # the retriever is dropped
+    gc.collect()
+    np.testing.assert_array_equal(view, dense_demo.embeddings)
+    assert not view.flags.writeable
+
+
 # ----------------------------------------------------------------------- save / load
 @pytest.mark.parametrize("kind", ["flat", "hnsw", "ivfpq"])
 @pytest.mark.parametrize("mmap", [False, True])
@@ -107,6 +130,12 @@ def test_manifest_records_what_the_index_is(dense_demo, demo, tmp_path):
     assert m["truncated"] == 0 and len(m["model_fingerprint"]) == 16
     assert sorted(p.name for p in (tmp_path / "h").iterdir()) == ["docids.json", "index.faiss",
                                                                   "rankkit.json"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        dense_demo.with_index("ivfpq", nbits=4).save(tmp_path / "i")
+    m = json.loads((tmp_path / "i" / "rankkit.json").read_text())
+    assert m["search"] == {"nprobe": 16, "refine": 0}
+    assert m["files"] == {"index": "index.faiss", "docids": "docids.json", "vectors": "vectors.faiss"}
 
 
 def test_load_overrides_search_knobs(dense_demo, tmp_path):
@@ -266,3 +295,12 @@ def test_import_stays_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=root)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_multi_process_encoding_matches_one_process(demo, minilm_encoder):
+    """Spawning workers costs tens of seconds on a busy 2-core machine, hence slow."""
+    pooled = SentenceEncoder("minilm", batch_size=8, processes=2)
+    a, _ = minilm_encoder.encode_documents(demo.corpus.contents)
+    b, _ = pooled.encode_documents(demo.corpus.contents)
+    np.testing.assert_allclose(a, b, atol=1e-5)

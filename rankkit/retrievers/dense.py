@@ -9,8 +9,9 @@
 An index folder holds ``rankkit.json`` (kind ``"dense"``: model, its weight
 fingerprint, dimension, normalisation, prompts, index type and parameters,
 corpus fingerprint, number of truncated documents), ``index.faiss``,
-``docids.json`` and, for lossy ``ivfpq`` indexes, ``embeddings.npy`` with the
-exact vectors (flat and HNSW indexes hold them already).
+``docids.json`` and, for lossy ``ivfpq`` indexes, ``vectors.faiss``: a flat
+index of the exact vectors (flat and HNSW indexes hold them already), used by
+the bi-encoder reranker and by ``refine=`` re-scoring.
 """
 
 from __future__ import annotations
@@ -30,7 +31,14 @@ from ..pipeline import Retriever
 from ..types import Corpus, Queries, Run
 from .bm25 import MANIFEST, read_manifest
 from .encoder import SentenceEncoder, TruncationWarning
-from .faiss_index import IndexType, index_type, read_index, stored_vectors, write_index
+from .faiss_index import (
+    IndexType,
+    exact_index,
+    index_type,
+    read_index,
+    stored_vectors,
+    write_index,
+)
 
 FORMAT = 1
 #: faiss spellings accepted for the snake_case option names
@@ -50,8 +58,7 @@ class DenseRetriever(Retriever):
 
     def __init__(self, encoder: SentenceEncoder, index: Any, kind: IndexType, docids: list[str],
                  config: dict[str, Any], search: dict[str, Any] | None = None,
-                 embeddings: np.ndarray | None = None, corpus: Corpus | None = None,
-                 show_progress: bool = False):
+                 exact: Any = None, corpus: Corpus | None = None, show_progress: bool = False):
         self.encoder = encoder
         self.show_progress = show_progress  # progress bar while encoding queries
         self._index = index
@@ -59,7 +66,8 @@ class DenseRetriever(Retriever):
         self.docids = np.asarray(docids, dtype=object)
         self.config = config
         self.search_options = kind.check_search(_canonical({**kind.search_options, **(search or {})}))
-        self._embeddings = embeddings
+        self._exact = exact  # flat side index of exact vectors, for lossy index kinds
+        self._embeddings: np.ndarray | None = None
         self.corpus = corpus
         self._row: dict[str, int] | None = None
         self._queries_warned = False
@@ -112,9 +120,9 @@ class DenseRetriever(Retriever):
         config = {**encoder.describe(), "index": {"type": kind.name, **used},
                   "num_docs": len(docids), "corpus_fingerprint": fingerprint,
                   "truncated": int(truncated)}
-        exact = None if kind.exact_vectors else vectors
+        exact = None if kind.exact_vectors else exact_index(vectors)
         return cls(encoder, faiss_index, kind, list(docids), config, search=search,
-                   embeddings=exact, corpus=corpus)
+                   exact=exact, corpus=corpus)
 
     def with_index(self, index: str, **index_options: Any) -> DenseRetriever:
         """The same documents in another faiss index, from the stored vectors (no re-encoding)."""
@@ -123,7 +131,7 @@ class DenseRetriever(Retriever):
                                    self.config.get("truncated", 0), index_options, self.corpus)
 
     def with_search(self, **search: Any) -> DenseRetriever:
-        """A copy with other search knobs (``nprobe`` for ivfpq, ``ef_search`` for hnsw)."""
+        """A copy with other search knobs (``ef_search`` for hnsw, ``nprobe``/``refine`` for ivfpq)."""
         clone = copy.copy(self)
         clone.search_options = self.kind.check_search(_canonical({**self.search_options, **search}))
         return clone
@@ -133,7 +141,7 @@ class DenseRetriever(Retriever):
     def embeddings(self) -> np.ndarray:
         """Exact document vectors, one row per ``docids`` entry (a view, not a copy)."""
         if self._embeddings is None:
-            self._embeddings = stored_vectors(self._index)
+            self._embeddings = stored_vectors(self._exact if self._exact is not None else self._index)
         if self._embeddings is None:
             raise DataFormatError(f"a {self.kind.name!r} index keeps no exact vectors")
         return self._embeddings
@@ -152,9 +160,9 @@ class DenseRetriever(Retriever):
             write_index(self._index, str(tmp / "index.faiss"))
             (tmp / "docids.json").write_text(json.dumps(self.docids.tolist()))
             files = {"index": "index.faiss", "docids": "docids.json"}
-            if not self.kind.exact_vectors:
-                np.save(tmp / "embeddings.npy", np.asarray(self.embeddings, dtype=np.float32))
-                files["embeddings"] = "embeddings.npy"
+            if self._exact is not None:
+                write_index(self._exact, str(tmp / "vectors.faiss"))
+                files["vectors"] = "vectors.faiss"
             manifest = {"kind": "dense", "format": FORMAT, **self.config, "search": self.search_options,
                         "files": files, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
@@ -184,17 +192,17 @@ class DenseRetriever(Retriever):
         files = manifest.get("files", {})
         index = read_index(str(folder / files.get("index", "index.faiss")), kind, mmap=mmap)
         docids = json.loads((folder / files.get("docids", "docids.json")).read_text())
-        embeddings = None
-        if "embeddings" in files:
-            embeddings = np.load(folder / files["embeddings"], mmap_mode="r" if mmap else None)
+        exact = None
+        if "vectors" in files:
+            exact = read_index(str(folder / files["vectors"]), index_type("flat"), mmap=mmap)
         n = manifest["num_docs"]
-        if index.ntotal != n or len(docids) != n or (embeddings is not None and len(embeddings) != n):
+        if index.ntotal != n or len(docids) != n or (exact is not None and exact.ntotal != n):
             raise DataFormatError(f"index files disagree on the number of documents (manifest {n}, "
                                   f"faiss {index.ntotal}, docids {len(docids)})", folder)
         config = {k: v for k, v in manifest.items()
                   if k not in ("kind", "format", "search", "files", "created")}
         return cls(encoder, index, kind, docids, config,
-                   search={**manifest.get("search", {}), **search}, embeddings=embeddings,
+                   search={**manifest.get("search", {}), **search}, exact=exact,
                    corpus=checked, show_progress=show_progress)
 
     # search ---------------------------------------------------------------------------
@@ -212,21 +220,20 @@ class DenseRetriever(Retriever):
     def retrieve(self, queries: Queries, k: int) -> Run:
         k = min(int(k), len(self.docids))
         vectors = self.encode_queries(queries.texts)
-        params = self.kind.search_params(self.search_options, k)
         rankings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         qids = queries.ids
         for start in range(0, len(qids), _SEARCH_CHUNK):
-            chunk = vectors[start:start + _SEARCH_CHUNK]
-            if params is None:
-                scores, labels = self._index.search(chunk, k)
-            else:
-                scores, labels = self._index.search(chunk, k, params=params)
+            scores, labels = self.search_vectors(vectors[start:start + _SEARCH_CHUNK], k)
             for qid, row_labels, row_scores in zip(qids[start:start + _SEARCH_CHUNK], labels, scores):
                 keep = row_labels >= 0  # approximate indexes pad missing results with -1
                 rankings[qid] = (self.docids[row_labels[keep]], row_scores[keep].astype(np.float64))
         out = Run(name=self.name)
         out._r = rankings
         return out
+
+    def search_vectors(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """faiss search of encoded queries: (scores, row labels), -1 where fewer than k."""
+        return self.kind.search(self._index, self._exact, vectors, k, self.search_options)
 
     def as_reranker(self, corpus: Any = None, **kwargs: Any) -> Any:
         """A :class:`~rankkit.rerankers.biencoder.BiEncoderReranker` over this index's vectors."""

@@ -163,6 +163,9 @@ class SentenceEncoder:
                 out = fn(texts, pool=pool, **kwargs)
             finally:
                 self.model.stop_multi_process_pool(pool)
+                for queue in (pool["input"], pool["output"]):  # else their semaphores leak
+                    queue.close()
+                    queue.join_thread()
         else:
             out = fn(texts, **kwargs)
         return np.ascontiguousarray(out, dtype=np.float32)

@@ -5,13 +5,16 @@ small class per kind in ``INDEX_TYPES``:
 
 - ``flat``: exact search (``IndexFlatIP``);
 - ``hnsw``: graph search (``IndexHNSWFlat``); knobs ``M``, ``ef_construction``,
-  search-time ``ef_search``;
+  search-time ``ef_search`` (raised to ``k`` when smaller, or HNSW returns
+  fewer than ``k`` hits);
 - ``ivfpq``: inverted lists over product-quantised codes (``IndexIVFPQ``);
-  knobs ``nlist``, ``m``, ``nbits``, search-time ``nprobe``.
+  knobs ``nlist``, ``m``, ``nbits``, search-time ``nprobe`` and ``refine``
+  (re-score the top ``refine * k`` PQ candidates with the exact vectors, via
+  faiss' ``IndexRefine``; 0 = plain PQ scores).
 
 ``flat`` and ``hnsw`` keep the exact vectors, which :func:`stored_vectors`
 exposes without a copy (also when memory-mapped); ``ivfpq`` keeps only lossy
-codes, so the dense index saves the exact vectors beside it.
+codes, so the exact vectors live beside it in a second, flat index.
 """
 
 from __future__ import annotations
@@ -48,7 +51,9 @@ class IndexType:
     build_options: dict[str, Any] = {}
     #: search-time knobs and their defaults
     search_options: dict[str, Any] = {}
-    #: the index keeps exact vectors (reusable for reranking without a copy)
+    #: smallest allowed value of a search knob (default 1)
+    search_minimum: dict[str, int] = {}
+    #: the index keeps exact vectors (else they are stored beside it)
     exact_vectors = True
 
     def check_options(self, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -63,24 +68,26 @@ class IndexType:
         search = {k: options.get(k, v) for k, v in self.search_options.items()}
         return build, search
 
-    def build(self, vectors: np.ndarray, **options: Any) -> tuple[Any, dict[str, Any]]:
-        """A filled index over ``vectors`` and the build options actually used."""
-        raise NotImplementedError
-
-    def search_params(self, search: dict[str, Any], k: int) -> Any:
-        """faiss ``SearchParameters`` for one search of depth ``k`` (None: nothing to set)."""
-        return None
-
     def check_search(self, search: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(search) - set(self.search_options))
         if unknown:
             raise ConfigError(f"a {self.name!r} index has no search option(s) {', '.join(unknown)} "
                               f"(known: {', '.join(self.search_options) or 'none'})")
-        return {k: _check_int(k, v) for k, v in search.items() if v is not None}
+        return {k: _check_int(k, v, self.search_minimum.get(k, 1))
+                for k, v in search.items() if v is not None}
 
-    #: faiss read flag that memory-maps this kind's bulk data
+    def build(self, vectors: np.ndarray, **options: Any) -> tuple[Any, dict[str, Any]]:
+        """A filled index over ``vectors`` and the build options actually used."""
+        raise NotImplementedError
+
+    def search(self, index: Any, exact: Any, queries: np.ndarray, k: int,
+               search: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, labels) of the top ``k`` per query; ``exact`` is the side index or None."""
+        return index.search(queries, k)
+
     def mmap_flag(self) -> int:
-        return _faiss().IO_FLAG_MMAP_IFC
+        """faiss read flag that memory-maps this kind's bulk data."""
+        return _faiss().IO_FLAG_MMAP_IFC  # in-place mapping of flat codes
 
 
 class FlatIndex(IndexType):
@@ -107,21 +114,24 @@ class HNSWIndex(IndexType):
         index.add(vectors)
         return index, {"M": M, "ef_construction": ef_construction}
 
-    def search_params(self, search: dict[str, Any], k: int) -> Any:
+    def search(self, index: Any, exact: Any, queries: np.ndarray, k: int,
+               search: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         # with a candidate list shorter than k, HNSW returns fewer than k hits
-        return _faiss().SearchParametersHNSW(efSearch=max(int(search["ef_search"]), k))
+        params = _faiss().SearchParametersHNSW(efSearch=max(int(search["ef_search"]), k))
+        return index.search(queries, k, params=params)
 
 
 class IVFPQIndex(IndexType):
     name = "ivfpq"
     build_options = {"nlist": None, "m": None, "nbits": None}
-    search_options = {"nprobe": 16}
+    search_options = {"nprobe": 16, "refine": 0}
+    search_minimum = {"refine": 0}
     exact_vectors = False
 
     @staticmethod
     def default_nlist(n: int) -> int:
         # ~4 sqrt(n) lists, but at least 39 training points per list (faiss' own rule of thumb)
-        return max(1, min(int(4 * math.sqrt(n)), n // 39))
+        return max(1, min(int(4 * math.sqrt(n)), n // _MIN_POINTS))
 
     @staticmethod
     def default_m(d: int) -> int:
@@ -146,8 +156,8 @@ class IVFPQIndex(IndexType):
             warnings.warn(
                 f"ivfpq: {n} training vectors for {nlist} lists and {2 ** nbits} centroids per "
                 f"sub-quantizer (faiss advises >= {_MIN_POINTS} per centroid); the quantizers are "
-                "under-trained, so recall may suffer: lower nlist/nbits, or use hnsw or flat",
-                UserWarning, stacklevel=4)
+                "under-trained, so recall may suffer: lower nlist/nbits, search with refine=, "
+                "or use hnsw or flat", UserWarning, stacklevel=4)
         quantizer = faiss.IndexFlatIP(d)
         index = faiss.IndexIVFPQ(quantizer, d, nlist, m, nbits, faiss.METRIC_INNER_PRODUCT)
         # warned once above; stop faiss printing the same advice once per sub-quantizer
@@ -157,11 +167,20 @@ class IVFPQIndex(IndexType):
         index.add(vectors)
         return index, {"nlist": nlist, "m": m, "nbits": nbits}
 
-    def search_params(self, search: dict[str, Any], k: int) -> Any:
-        return _faiss().SearchParametersIVF(nprobe=int(search["nprobe"]))
+    def search(self, index: Any, exact: Any, queries: np.ndarray, k: int,
+               search: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        faiss = _faiss()
+        ivf = faiss.SearchParametersIVF(nprobe=int(search["nprobe"]))
+        refine = int(search.get("refine", 0))
+        if not refine:
+            return index.search(queries, k, params=ivf)
+        if exact is None:
+            raise ConfigError("refine= needs the exact vectors, which this ivfpq index lacks")
+        params = faiss.IndexRefineSearchParameters(k_factor=refine, base_index_params=ivf)
+        return faiss.IndexRefine(index, exact).search(queries, k, params=params)
 
     def mmap_flag(self) -> int:
-        return _faiss().IO_FLAG_MMAP
+        return _faiss().IO_FLAG_MMAP  # inverted lists map with this flag, not the _IFC one
 
 
 #: index kind -> implementation (one line per kind)
@@ -174,18 +193,33 @@ def index_type(name: str) -> IndexType:
     return INDEX_TYPES[name]
 
 
+def exact_index(vectors: np.ndarray) -> Any:
+    """A flat index holding ``vectors`` (the exact side store of a lossy index)."""
+    return FlatIndex().build(vectors)[0]
+
+
+class _KeepAlive:
+    """Array interface of faiss-owned memory that also holds the owning index,
+    so the numpy view never outlives the vectors it points into."""
+
+    def __init__(self, owner: Any, raw: np.ndarray):
+        self.owner = owner
+        self.__array_interface__ = raw.__array_interface__
+
+
 def stored_vectors(index: Any) -> np.ndarray | None:
     """The exact vectors a flat or HNSW index holds, as a zero-copy (n, d) view."""
     faiss = _faiss()
-    index = faiss.downcast_index(index)
-    if isinstance(index, faiss.IndexHNSW):
-        index = faiss.downcast_index(index.storage)
-    if not isinstance(index, faiss.IndexFlat):
+    flat = faiss.downcast_index(index)
+    if isinstance(flat, faiss.IndexHNSW):
+        flat = faiss.downcast_index(flat.storage)
+    if not isinstance(flat, faiss.IndexFlat):
         return None
-    n, d = index.ntotal, index.d
+    n, d = flat.ntotal, flat.d
     if n == 0:
         return np.empty((0, d), dtype=np.float32)
-    view = faiss.rev_swig_ptr(index.get_xb(), n * d).reshape(n, d)
+    raw = faiss.rev_swig_ptr(flat.get_xb(), n * d).reshape(n, d)
+    view = np.asarray(_KeepAlive(index, raw))
     view.flags.writeable = False
     return view
 
@@ -195,5 +229,4 @@ def write_index(index: Any, path: str) -> None:
 
 
 def read_index(path: str, kind: IndexType, mmap: bool = False) -> Any:
-    faiss = _faiss()
-    return faiss.read_index(path, kind.mmap_flag() if mmap else 0)
+    return _faiss().read_index(path, kind.mmap_flag() if mmap else 0)
