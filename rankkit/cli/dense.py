@@ -40,7 +40,7 @@ def index_dense(
     option: list[str] = typer.Option(
         [], "--option", "-o",
         help="index option NAME=VALUE, repeatable: M, ef_construction, ef_search (hnsw); "
-             "nlist, m, nbits, nprobe (ivfpq)"),
+             "nlist, m, nbits, nprobe, refine (ivfpq)"),
     progress: bool = typer.Option(True, help="show progress bars"),
     as_json: bool = typer.Option(False, "--json", help="print the manifest as JSON"),
 ) -> None:
