@@ -61,7 +61,7 @@ def start_jvm() -> Any:
         libjvm = os.path.join(home, "lib", "server", "libjvm.so")
         if os.path.exists(libjvm):
             os.environ["JVM_PATH"] = libjvm
-        jnius_config.set_classpath(max(jars, key=os.path.getmtime))
+        jnius_config.add_classpath(max(jars, key=os.path.getmtime))
     import jnius
 
     system = jnius.autoclass("java.lang.System")
