@@ -28,6 +28,8 @@ COMMAND_MODULES = [
     "rankkit.cli.search",
     "rankkit.cli.evaluate",
     "rankkit.cli.demo",
+    "rankkit.cli.train",
+    "rankkit.cli.rerank",
 ]
 
 
