@@ -13,7 +13,17 @@ from typing import Any
 from . import datasets
 from .errors import ConfigError, DataFormatError, MissingResourceError, RankkitError
 from .evaluation import Comparison, Evaluator, compare, evaluate
-from .pipeline import Cutoff, Fusion, Pipeline, Reranker, Retriever, RunStage, Stage, fuse, fuse_runs
+from .pipeline import (
+    Cutoff,
+    Fusion,
+    Pipeline,
+    Reranker,
+    Retriever,
+    RunStage,
+    Stage,
+    fuse,
+    fuse_runs,
+)
 from .types import Answer, Corpus, Dataset, Qrels, Queries, Result, Run, as_run
 
 __version__ = "0.1.0"

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError, RankkitError
+from .report import format_table
 from .types import Dataset, Qrels, Queries, Result, Run, as_run
 
 MeasureLike = Any  # an ir_measures Measure or a string it parses
@@ -33,9 +34,14 @@ def parse_measures(metrics: str | MeasureLike | Iterable[str | MeasureLike]) -> 
             continue
         try:
             out.append(ir_measures.parse_measure(m))
+            continue
         except Exception as e:  # ir-measures raises ValueError/NameError/SyntaxError
+            error = e
+        try:  # trec_eval names such as ndcg_cut_10 or map
+            out.extend(ir_measures.parse_trec_measure(m))
+        except Exception:
             raise ConfigError(
-                f"unknown measure {m!r} ({e}); examples: nDCG@10, AP, R@100, RR@10, P@5, P(rel=2)@10"
+                f"unknown measure {m!r} ({error}); examples: nDCG@10, AP, R@100, RR@10, P@5, P(rel=2)@10"
             ) from None
     if not out:
         raise ConfigError("no measures given")
@@ -76,7 +82,8 @@ class Evaluator:
             for m in self._ev.iter_calc(r):
                 out.setdefault(m.query_id, {})[str(m.measure)] = float(m.value)
             return out
-        return {str(m): float(v) for m, v in self._ev.calc_aggregate(r).items()}
+        agg = self._ev.calc_aggregate(r)
+        return {str(m): float(agg[m]) for m in self.measures}  # in the order asked for
 
     def per_query_matrix(self, run: Run | Result, qids: Sequence[str]) -> np.ndarray:
         """Per-query values as a ``[len(measures), len(qids)]`` array."""
@@ -160,10 +167,7 @@ class Comparison:
                     mark = "*" if self.significant(s, m) else ""
                     row += [f"{v:.4f}{mark}", "nan" if math.isnan(p) else f"{p:.3g}"]
             rows.append(row)
-        widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-        fmt = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
-                                  for i, (c, w) in enumerate(zip(r, widths)))
-        lines = [fmt(head), "  ".join("-" * w for w in widths), *map(fmt, rows)]
+        lines = [format_table(head, rows)]
         lines.append(f"* significant at p < {self.alpha} ({self.test}-test vs {self.baseline!r}, "
                      f"{self.correction} correction across systems, {len(self.qids)} queries)")
         return "\n".join(lines)

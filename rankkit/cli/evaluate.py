@@ -24,7 +24,7 @@ def eval_runs(
     from ..evaluation import compare, evaluate, parse_measures
     from ..types import Run
 
-    parse_measures(measure)
+    measure = [str(m) for m in parse_measures(measure)]  # canonical names (e.g. ndcg_cut_10 -> nDCG@10)
     judged = load_qrels(qrels, split)
     loaded = {}
     for path in runs:

@@ -102,7 +102,7 @@ class BM25(Retriever):
         if len(corpus) == 0:
             raise ConfigError("cannot index an empty corpus")
         tokenizer = Tokenizer(stopwords=stopwords or [], stemmer=_make_stemmer(stemmer))
-        tokens = tokenizer.tokenize(corpus.contents, return_as="ids", show_progress=show_progress)
+        tokens = tokenizer.tokenize(corpus.contents, return_as="tuple", show_progress=show_progress)
         retriever = bm25s.BM25(k1=k1, b=b, method=method)
         retriever.index(tokens, show_progress=show_progress)
         config = {"k1": k1, "b": b, "method": method,
