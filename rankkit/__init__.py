@@ -33,6 +33,7 @@ _LAZY: dict[str, str] = {
     "BM25": "rankkit.retrievers.bm25:BM25",
     "LuceneBM25": "rankkit.retrievers.lucene:LuceneBM25",
     "load_index": "rankkit.retrievers:load_index",
+    "CrossEncoder": "rankkit.rerankers.cross_encoder:CrossEncoder",
 }
 
 
