@@ -10,13 +10,14 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
-from conftest import DEMO, shared  # noqa: E402
 from test_cli import rankkit  # noqa: E402
 from tiny_models import build_tiny_bert  # noqa: E402
 
 import rankkit as rk  # noqa: E402
 from rankkit.errors import ConfigError, DataFormatError  # noqa: E402
 from rankkit.training.data import Group, check_labels, groups_from_dataset, split_queries  # noqa: E402
+
+from conftest import DEMO, shared  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -42,3 +42,15 @@ def train_reranker(
         echo_json(summary)
         return
     typer.echo(format_table(["field", "value"], [[k, v] for k, v in summary.items()]))
+
+
+@train_app.command("merge")
+def merge_adapter(
+    adapter: Path = typer.Argument(..., help="rankkit adapter folder (from `rankkit train reranker`)"),
+    out: Path = typer.Option(..., help="folder for the merged plain Hugging Face model"),
+) -> None:
+    """Fold an adapter into its base model for deployment (no peft needed to load it)."""
+    from ..training.peft import merge
+
+    folder = merge(adapter, out)
+    typer.echo(f"merged {adapter} -> {folder}")
