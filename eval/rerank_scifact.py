@@ -7,7 +7,7 @@ eval/cache/, so a rerun (or another k) only scores new pairs. ``--split dev``
 evaluates on the dev queries the recipe held out of SciFact train (tuning).
 The dense half of the hybrid uses ``rk.DenseRetriever`` when this checkout has
 it, else all-MiniLM-L6-v2 embeddings computed here with sentence-transformers
-(exact inner-product search).
+(exact inner-product search; documents encoded under bf16 autocast for speed).
 """
 
 from __future__ import annotations
@@ -63,8 +63,9 @@ def dense_run(ds: rk.Dataset, k: int) -> rk.Run:
     if emb_file.exists():
         docs = np.load(emb_file)
     else:
-        docs = model.encode(ds.corpus.contents, batch_size=64, normalize_embeddings=True,
-                            convert_to_numpy=True, show_progress_bar=True)
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):  # 2-3x faster on CPU
+            docs = model.encode(ds.corpus.contents, batch_size=64, normalize_embeddings=True,
+                                convert_to_tensor=True, show_progress_bar=True).float().numpy()
         CACHE.mkdir(parents=True, exist_ok=True)
         np.save(emb_file, docs)
     with torch.inference_mode():
@@ -133,6 +134,9 @@ def main() -> None:
     ap.add_argument("--dtype", default="bfloat16")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-hybrid", action="store_true")
+    ap.add_argument("--fuse-weight", type=float, default=None,
+                    help="also report first stage + ce fused linearly (zscore) with this ce weight "
+                         "(on --split dev a grid is printed to choose it)")
     ap.add_argument("--out", default=str(ROOT / "eval" / "out" / "rerank_scifact.json"))
     args = ap.parse_args()
 
@@ -154,13 +158,25 @@ def main() -> None:
     systems = {"bm25": runs["bm25"], f"bm25%{args.k}>>ce": reranked[0]}
     if "hybrid" in runs:
         systems.update({"dense": runs["dense"], "hybrid": runs["hybrid"], f"hybrid%{args.k}>>ce": reranked[1]})
+    names = ["bm25"] + (["hybrid"] if "hybrid" in runs else [])
+    grid = {}
+    if args.split == "dev":
+        for w in (0.3, 0.5, 0.7, 0.8, 0.9):
+            grid[w] = {n: rk.evaluate(rk.fuse_runs([runs[n], r], method="linear", norm="zscore",
+                                                   weights=[1 - w, w]), ds.qrels, ["nDCG@10"])["nDCG@10"]
+                       for n, r in zip(names, reranked)}
+            print(f"dev fuse weight {w}: {grid[w]}")
+    if args.fuse_weight is not None:
+        w = args.fuse_weight
+        for n, r in zip(names, reranked):
+            systems[f"{n}+ce(w={w})"] = rk.fuse_runs([runs[n], r], method="linear", norm="zscore", weights=[1 - w, w])
     metrics = ["nDCG@10", "R@100", "RR@10"]
     cmp_bm25 = rk.compare(systems, ds, metrics, baseline="bm25")
     print(cmp_bm25.table())
     result = {"split": args.split, "queries": len(ds.queries), "k": args.k, "model": args.model,
               "max_length": ce.max_length, "dtype": args.dtype, "rerank_seconds": round(secs, 1),
               "pairs_scored": scored, "truncated": ce.stats["truncated"], "means": cmp_bm25.means,
-              "pvalues_vs_bm25": cmp_bm25.pvalues}
+              "pvalues_vs_bm25": cmp_bm25.pvalues, "dev_fuse_grid": grid}
     if "hybrid" in runs:
         cmp_h = rk.compare({k: v for k, v in systems.items() if k.startswith("hybrid")}, ds, metrics,
                            baseline="hybrid")
