@@ -125,3 +125,12 @@ def test_bad_adapter_option_is_config_error(base):
     with pytest.raises(ConfigError, match="bad option"):
         train(_groups(), str(base), "/nonexistent/never", method="lora", adapter_options={"rank": 2},
               options=TrainOptions(steps=1))
+
+
+@pytest.mark.parametrize("method", ["adalora", "full"])
+def test_other_methods_train_and_reload(base, tmp_path, method):
+    from rankkit.training.trainer import TrainOptions, train
+
+    opts = TrainOptions(steps=3, batch_size=2, group_size=3, lr=1e-3, seed=1, logging_steps=1, threads=1)
+    res = train(_groups(), str(base), tmp_path / method, method=method, loss="ranknet", max_length=32, options=opts)
+    assert res.steps == 3 and np.isfinite(_scores(res.folder)).all()
