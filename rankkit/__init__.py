@@ -35,6 +35,7 @@ _LAZY: dict[str, str] = {
     "load_index": "rankkit.retrievers:load_index",
     "DenseRetriever": "rankkit.retrievers.dense:DenseRetriever",
     "BiEncoderReranker": "rankkit.rerankers.biencoder:BiEncoderReranker",
+    "CrossEncoder": "rankkit.rerankers.cross_encoder:CrossEncoder",
 }
 
 

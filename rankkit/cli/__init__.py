@@ -29,6 +29,8 @@ COMMAND_MODULES = [
     "rankkit.cli.evaluate",
     "rankkit.cli.demo",
     "rankkit.cli.dense",
+    "rankkit.cli.train",
+    "rankkit.cli.rerank",
 ]
 
 
