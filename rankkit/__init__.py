@@ -33,6 +33,8 @@ _LAZY: dict[str, str] = {
     "BM25": "rankkit.retrievers.bm25:BM25",
     "LuceneBM25": "rankkit.retrievers.lucene:LuceneBM25",
     "load_index": "rankkit.retrievers:load_index",
+    "DenseRetriever": "rankkit.retrievers.dense:DenseRetriever",
+    "BiEncoderReranker": "rankkit.rerankers.biencoder:BiEncoderReranker",
     "CrossEncoder": "rankkit.rerankers.cross_encoder:CrossEncoder",
     "Generator": "rankkit.generators.hf:Generator",
     "evaluate_rag": "rankkit.rag_eval:evaluate_rag",

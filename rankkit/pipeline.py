@@ -204,6 +204,10 @@ def _push_cutoffs(stages: list[Stage]) -> list[Stage]:
 
 
 # -------------------------------------------------------------------------- fusion
+FUSION_METHODS = ("rrf", "linear")
+SCORE_NORMS = ("minmax", "zscore", "rank", "none")
+
+
 def _normalise(scores: np.ndarray, method: str) -> np.ndarray:
     if len(scores) == 0 or method == "none":
         return scores
@@ -215,25 +219,61 @@ def _normalise(scores: np.ndarray, method: str) -> np.ndarray:
         return (scores - scores.mean()) / sd if sd > 0 else np.zeros_like(scores)
     if method == "rank":
         return 1.0 / np.arange(1, len(scores) + 1)
-    raise ConfigError(f"unknown score normalisation {method!r} (choose minmax, zscore, rank, none)")
+    raise ConfigError(f"unknown score normalisation {method!r} (choose {', '.join(SCORE_NORMS)})")
+
+
+def _floor(normalised: np.ndarray, method: str) -> float:
+    """What a document missing from a run gets from it: the bottom of the run's scale.
+
+    A run that did not return a document ranks it below everything it did
+    return, so the document must not get more than the run's last hit: 0 for
+    ``minmax`` and ``rank`` (their scales bottom out at 0), the lowest
+    normalised score for ``zscore`` and ``none`` (0 there would be the mean, or
+    above negative raw scores, and lift unseen documents over seen ones).
+    """
+    if method in ("minmax", "rank") or len(normalised) == 0:
+        return 0.0
+    return float(normalised.min())
+
+
+def check_fusion(method: str, weights: Sequence[float] | None, n_inputs: int, rrf_k: float,
+                 norm: str, k: int | None) -> list[float]:
+    """Validate fusion settings (before any stage runs); returns the weights as a list."""
+    if method not in FUSION_METHODS:
+        raise ConfigError(f"unknown fusion method {method!r} (choose 'rrf' or 'linear')")
+    if norm not in SCORE_NORMS:
+        raise ConfigError(f"unknown score normalisation {norm!r} (choose {', '.join(SCORE_NORMS)})")
+    if isinstance(rrf_k, bool) or not isinstance(rrf_k, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(rrf_k) or rrf_k < 0:
+        raise ConfigError(f"rrf_k must be a number >= 0, got {rrf_k!r}")
+    if k is not None:
+        _check_k(k)
+    if n_inputs < 1:
+        raise ConfigError("fusion needs at least one run")
+    if weights is None:
+        return [1.0] * n_inputs
+    weights = list(weights)
+    if len(weights) != n_inputs:
+        raise ConfigError(f"{len(weights)} fusion weights for {n_inputs} inputs")
+    for w in weights:
+        if isinstance(w, bool) or not isinstance(w, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(w):
+            raise ConfigError(f"fusion weights must be finite numbers, got {w!r}")
+    return [float(w) for w in weights]
 
 
 def fuse_runs(runs: Sequence[Run], method: str = "rrf", weights: Sequence[float] | None = None,
-              rrf_k: int = 60, norm: str = "minmax", k: int | None = None,
+              rrf_k: float = 60, norm: str = "minmax", k: int | None = None,
               qids: Sequence[str] | None = None) -> Run:
     """Merge rankings of several runs for the same queries.
 
-    ``rrf``: sum of ``w / (rrf_k + rank)``. ``linear``: weighted sum of
-    per-query normalised scores (``norm`` = minmax, zscore, rank or none); a
-    document missing from one run contributes nothing from it.
+    ``rrf``: sum of ``w / (rrf_k + rank)`` (rank from 1; a run that misses a
+    document adds nothing). ``linear``: weighted sum of per-query normalised
+    scores (``norm`` = minmax, zscore, rank or none); a document missing from a
+    run gets the bottom of that run's scale (see :func:`_floor`). Ties keep the
+    order in which documents were first seen (first run first).
     """
-    if method not in ("rrf", "linear"):
-        raise ConfigError(f"unknown fusion method {method!r} (choose 'rrf' or 'linear')")
-    if not runs:
-        raise ConfigError("fusion needs at least one run")
-    weights = list(weights) if weights is not None else [1.0] * len(runs)
-    if len(weights) != len(runs):
-        raise ConfigError(f"{len(weights)} fusion weights for {len(runs)} runs")
+    weights = check_fusion(method, weights, len(runs), rrf_k, norm, k)
     if qids is None:
         seen: dict[str, None] = {}
         for r in runs:
@@ -242,15 +282,20 @@ def fuse_runs(runs: Sequence[Run], method: str = "rrf", weights: Sequence[float]
     fused: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for qid in qids:
         acc: dict[str, float] = {}
+        floors = 0.0  # linear: sum of the floors of runs, added to every document ...
         for r, w in zip(runs, weights):
-            if qid not in r:
-                continue
-            d, s = r.arrays(qid)
-            contrib = w / (rrf_k + np.arange(1, len(d) + 1)) if method == "rrf" else w * _normalise(s, norm)
+            d, s = r.arrays(qid) if qid in r else (np.empty(0, dtype=object), np.empty(0))
+            if method == "rrf":
+                contrib = w / (rrf_k + np.arange(1, len(d) + 1))
+            else:
+                normed = _normalise(s, norm)
+                floor = _floor(normed, norm)
+                floors += w * floor
+                contrib = w * (normed - floor)  # ... so a run adds only what lifts a doc above it
             for docid, c in zip(d.tolist(), contrib.tolist()):
                 acc[docid] = acc.get(docid, 0.0) + c
         docs = np.array(list(acc.keys()), dtype=object)
-        vals = np.fromiter(acc.values(), dtype=np.float64, count=len(acc))
+        vals = np.fromiter(acc.values(), dtype=np.float64, count=len(acc)) + floors
         order = np.argsort(-vals, kind="stable")[:k] if k else np.argsort(-vals, kind="stable")
         fused[qid] = (docs[order], vals[order])
     out = Run(name=f"fuse-{method}")
@@ -264,18 +309,16 @@ class Fusion(Stage):
     name = "fuse"
 
     def __init__(self, parts: Sequence[Stage | Run], method: str = "rrf",
-                 weights: Sequence[float] | None = None, rrf_k: int = 60,
+                 weights: Sequence[float] | None = None, rrf_k: float = 60,
                  norm: str = "minmax", k: int | None = None):
         if len(parts) < 1:
             raise ConfigError("fuse() needs at least one stage or run")
         for p in parts:
             if not isinstance(p, (Stage, Run)):
                 raise ConfigError(f"fuse() takes stages or runs, got {type(p).__name__}")
+        check_fusion(method, weights, len(parts), rrf_k, norm, k)  # fail before any stage runs
         self.parts = list(parts)
         self.method, self.weights, self.rrf_k, self.norm, self.k = method, weights, rrf_k, norm, k
-        fuse_runs([Run()], method=method, norm=norm, weights=[1.0])  # validate names early
-        if weights is not None and len(weights) != len(parts):
-            raise ConfigError(f"{len(weights)} fusion weights for {len(parts)} inputs")
 
     def with_k(self, k: int) -> Fusion:
         clone = copy.copy(self)
@@ -313,7 +356,7 @@ class Fusion(Stage):
 
 
 def fuse(*parts: Stage | Run, method: str = "rrf", weights: Sequence[float] | None = None,
-         rrf_k: int = 60, norm: str = "minmax", k: int | None = None) -> Fusion:
+         rrf_k: float = 60, norm: str = "minmax", k: int | None = None) -> Fusion:
     """Fuse stages or runs: ``rk.fuse(bm25 % 100, dense % 100, method="rrf")``."""
     return Fusion(parts, method=method, weights=weights, rrf_k=rrf_k, norm=norm, k=k)
 

@@ -28,6 +28,9 @@ COMMAND_MODULES = [
     "rankkit.cli.search",
     "rankkit.cli.evaluate",
     "rankkit.cli.demo",
+    "rankkit.cli.dense",
+    "rankkit.cli.train",
+    "rankkit.cli.rerank",
     "rankkit.cli.run",
 ]
 

@@ -11,6 +11,7 @@ from ..io import PathLike
 #: manifest kind -> "module:Class" with a ``load(folder)`` classmethod
 INDEX_KINDS: dict[str, str] = {
     "bm25": "rankkit.retrievers.bm25:BM25",
+    "dense": "rankkit.retrievers.dense:DenseRetriever",
 }
 
 

@@ -1,0 +1,95 @@
+"""rk.CrossEncoder: exact scores, document-only truncation, batching invariance, loaders."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from tiny_models import build_tiny_bert  # noqa: E402
+
+import rankkit as rk  # noqa: E402
+from rankkit.errors import ConfigError, MissingResourceError, RankkitError  # noqa: E402
+
+Q = ["aspirin and heart attacks", "vitamin d", "bicycles", "aspirin and heart attacks"]
+D = ["Aspirin lowers infarction risk. " * 20, "Vitamin D was low.", "", "A short doc."]
+
+
+@pytest.fixture(scope="module")
+def ce_folder(tmp_path_factory):
+    return build_tiny_bert(tmp_path_factory.mktemp("ce") / "ce", head=True, seed=3)
+
+
+def _manual(folder, queries, docs, max_length, label=0):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    out = []
+    with torch.inference_mode():
+        for q, d in zip(queries, docs):
+            enc = tok([q], [d], truncation="only_second", max_length=max_length, return_tensors="pt")
+            out.append(model(**enc).logits[0, label].item())
+    return np.array(out)
+
+
+def test_scores_match_one_by_one_and_truncate_only_documents(ce_folder, caplog):
+    ce = rk.CrossEncoder(ce_folder, max_length=48, batch_size=3, show_progress=False)
+    got = ce.predict(Q, D)
+    np.testing.assert_allclose(got, _manual(ce_folder, Q, D, 48), atol=1e-5)
+    assert ce.stats["truncated"] == 1 and ce.stats["empty"] == 1 and ce.stats["query_truncated"] == 0
+    assert "documents truncated" in caplog.text
+    # the query survives whole: its tokens all precede the first [SEP]
+    enc = ce.tokenizer(Q[0], D[0], truncation="only_second", max_length=48)
+    q_ids = ce.tokenizer(Q[0], add_special_tokens=False)["input_ids"]
+    assert enc["input_ids"][1:1 + len(q_ids)] == q_ids
+    # batching and length sorting do not change any score
+    one = rk.CrossEncoder(ce_folder, max_length=48, batch_size=1, show_progress=False).predict(Q, D)
+    np.testing.assert_allclose(got, one, atol=1e-5)
+
+
+def test_reranks_a_run_in_a_pipeline(ce_folder, demo):
+    ce = rk.CrossEncoder(ce_folder, corpus=demo.corpus, max_length=64, show_progress=False)
+    bm25 = rk.BM25.build(demo.corpus)
+    first = (bm25 % 5)(demo.queries)
+    run = (bm25 % 5 >> ce)(demo.queries).run
+    assert run.qids == first.qids
+    qid = first.qids[0]
+    docs = list(first.docids(qid))
+    expect = ce.predict([demo.queries[qid]] * len(docs), [demo.corpus[d] for d in docs])
+    assert dict(run[qid]) == pytest.approx(dict(zip(docs, expect.tolist())), abs=1e-5)
+    assert list(run.scores(qid)) == sorted(run.scores(qid), reverse=True)
+
+
+def test_two_logit_head_uses_relevant_class(tmp_path):
+    folder = build_tiny_bert(tmp_path / "two", num_labels=2, head=True)
+    ce = rk.CrossEncoder(folder, max_length=32, show_progress=False)
+    np.testing.assert_allclose(ce.predict(Q[:2], D[:2]), _manual(folder, Q[:2], D[:2], 32, label=1), atol=1e-5)
+
+
+def test_sentence_transformers_folder_and_identical_scores(ce_folder, tmp_path):
+    st = pytest.importorskip("sentence_transformers")
+    model = st.CrossEncoder(str(ce_folder), max_length=48, device="cpu")
+    model.save_pretrained(str(tmp_path / "st"))
+    ref = model.predict(list(zip(Q, D)), batch_size=2, activation_fn=torch.nn.Identity(), show_progress_bar=False)
+    ce = rk.CrossEncoder(tmp_path / "st", max_length=48, batch_size=2, show_progress=False)
+    np.testing.assert_allclose(ce.predict(Q, D), ref, atol=1e-5)
+
+
+def test_refuses_models_without_a_trained_head(tmp_path):
+    folder = build_tiny_bert(tmp_path / "bi", head=False)
+    with pytest.raises(RankkitError, match="no trained classification head"):
+        rk.CrossEncoder(folder)
+
+
+def test_clear_errors(ce_folder, tmp_path):
+    with pytest.raises(MissingResourceError):
+        rk.CrossEncoder(tmp_path / "nope" / "model")
+    ce = rk.CrossEncoder(ce_folder, show_progress=False)
+    with pytest.raises(ConfigError, match="corpus="):
+        ce({"q": "x"}, rk.Run({"q": (["d1"], [1.0])}))
+    with pytest.raises(ConfigError, match="dtype"):
+        rk.CrossEncoder(ce_folder, dtype="int3")
+    with pytest.raises(ConfigError, match="window"):
+        rk.CrossEncoder(ce_folder, max_length=4096)
