@@ -1,7 +1,7 @@
 """BM25 top-100 -> cross-encoder (rk.CrossEncoder) top-20 -> rk.Generator over the top k.
 
-``reranker`` is any Hugging Face cross-encoder folder or id; by default the project's
-own trained reranker (rankkit.recipes.DEFAULT_CROSS_ENCODER) once one is published.
+``reranker`` is any Hugging Face cross-encoder folder or id, or a rankkit-trained one;
+by default the project's own trained reranker (rk.CrossEncoder's default, "minilm-scifact").
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """Building blocks that the ready pipelines (``pipelines/*.py``) and ``rankkit demo`` share.
 
-The reranking slot lives here in one place: :data:`DEFAULT_CROSS_ENCODER` names
-the project's own trained cross-encoder and :func:`cross_encoder` builds the
-``rk.CrossEncoder`` stage; when that stage or model is not available the
-caller gets a ``MissingResourceError`` saying why (the demo prints it as a note
-and continues without reranking; the ready pipelines stop).
+The reranking slot lives here in one place: :func:`cross_encoder` builds the
+``rk.CrossEncoder`` stage, by default with the project's own trained reranker
+(the CrossEncoder's default model, ``"minilm-scifact"``); when that stage or
+model is not available the caller gets a ``MissingResourceError`` saying why
+(the demo prints it as a note and continues without reranking; the ready
+pipelines stop).
 """
 
 from __future__ import annotations
@@ -18,9 +19,6 @@ from .types import Queries, Run
 
 #: SciFact claim-verification labels, in the order of the claims file's verdicts
 SCIFACT_LABELS = ["SUPPORT", "CONTRADICT", "NOT_ENOUGH_INFO"]
-
-#: the project's own trained cross-encoder (a folder or HF id), set when one is published
-DEFAULT_CROSS_ENCODER: str | None = None
 
 
 def require(name: str) -> Any:
@@ -37,13 +35,10 @@ def require(name: str) -> Any:
 
 
 def cross_encoder(model: str | None = None, corpus: Any = None, **options: Any) -> Stage:
-    """The cross-encoder reranking stage over ``corpus`` (default model: :data:`DEFAULT_CROSS_ENCODER`)."""
+    """The cross-encoder reranking stage over ``corpus``; ``model=None`` is the project's default."""
     cls = require("CrossEncoder")
-    model = model or DEFAULT_CROSS_ENCODER
     if model is None:
-        raise MissingResourceError(
-            "no cross-encoder model given and the project has no default trained reranker yet: "
-            "pass one (reranker=PATH, any Hugging Face cross-encoder folder)")
+        return cls(corpus=corpus, **options)
     return cls(model, corpus=corpus, **options)
 
 

@@ -128,23 +128,20 @@ def test_cross_encoder_pipeline_says_what_is_missing(demo):
         build_stage(module, demo, {})
 
 
-@pytest.mark.skipif(not HAS_CE, reason="rk.CrossEncoder (issue 5) is not in this checkout yet")
-def test_bm25_ce_generate_runs(tmp_path, tiny):
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from rankkit.models import resolve_model
-
-    minilm = resolve_model("minilm").location
-    ce_dir = tmp_path / "ce"       # an untrained cross-encoder head on MiniLM: enough to run the stage
-    AutoModelForSequenceClassification.from_pretrained(minilm, num_labels=1).save_pretrained(ce_dir)
-    AutoTokenizer.from_pretrained(minilm).save_pretrained(ce_dir)
+@pytest.mark.skipif(not HAS_CE, reason="rk.CrossEncoder (issue 5) is not in this checkout")
+def test_bm25_ce_generate_runs_with_the_shipped_reranker(tmp_path, tiny):
     data = shared("beir", "scifact")
     proc = rankkit("run", "bm25_ce_generate", "--dataset", data, "--limit", 2, "--out", tmp_path / "o",
-                   "-o", f"reranker={ce_dir}", "-o", f"model={tiny}", "-o", "max_new_tokens=2", "--json")
+                   "-o", f"model={tiny}", "-o", "max_new_tokens=2", "-o", "depth=20", "--json", "--quiet")
     report = json.loads(proc.stdout)
     stages = [k for k in report["timings"] if k[0].isdigit()]   # bm25, cross-encoder, %20, generator
-    assert len(stages) == 4 and stages[0] == "0:bm25" and stages[3] == "3:generator"
+    assert stages == ["0:bm25", "1:cross-encoder", "2:cutoff", "3:generator"]
+    assert report["stages"]["stages"][1]["model"] == "minilm-scifact"
     assert report["generator"]["queries"] == 2 and "nDCG@10" in report["retrieval"]
+    run = rk.Run.read_trec(tmp_path / "o" / "run.trec")
+    answers = [json.loads(x) for x in (tmp_path / "o" / "answers.jsonl").read_text().splitlines()]
+    for a in answers:                                        # the generator read the reranked top 3
+        assert a["context"] == run.docids(a["qid"])[:3].tolist()
 
 
 def test_demo_shows_retrieve_rerank_generate(tiny):
@@ -168,7 +165,7 @@ class StandInCrossEncoder(rk.Reranker):
 
     name = "cross-encoder"
 
-    def __init__(self, model, corpus=None):
+    def __init__(self, model="stand-in-default", corpus=None):
         self.model, self.corpus = model, corpus
 
     def score_pairs(self, query_texts, qidx, docids):
@@ -190,8 +187,7 @@ def stand_in_ce(monkeypatch):
 
 def test_reranked_order_reaches_the_generator(stand_in_ce, demo, tiny):
     module = load_pipeline_module(ROOT / "pipelines" / "bm25_ce_generate.py")
-    with pytest.raises(rk.MissingResourceError, match="no default trained reranker"):
-        build_stage(module, demo, {})
+    assert build_stage(module, demo, {}).stages[1].model == "stand-in-default"
     stage = build_stage(module, demo, {"reranker": "any-ce", "model": tiny, "max_new_tokens": 2})
     assert [s.name for s in stage.stages] == ["bm25", "cross-encoder", "cutoff", "generator"]
     result = execute(stage, demo.queries, progress=False)

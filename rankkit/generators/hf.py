@@ -127,6 +127,11 @@ class Generator(Stage):
             a.text, a.error = g.text.strip(), g.error
             a.citations = map_citations(a.text, a.context)
 
+    def load(self) -> Generator:
+        """Load the model now instead of at the first call (e.g. to time inference alone)."""
+        self.backend.load()
+        return self
+
     def label_prior(self) -> np.ndarray:
         """Label scores on a content-free prompt (claim "N/A", no passages): the model's bias."""
         prompt = self.backend.render(self.template.messages("N/A", [], labels=self.label_texts))
