@@ -31,6 +31,7 @@ COMMAND_MODULES = [
     "rankkit.cli.dense",
     "rankkit.cli.train",
     "rankkit.cli.rerank",
+    "rankkit.cli.run",
 ]
 
 
