@@ -165,7 +165,7 @@ class StandInCrossEncoder(rk.Reranker):
 
     name = "cross-encoder"
 
-    def __init__(self, model="stand-in-default", corpus=None):
+    def __init__(self, model="stand-in-default", corpus=None, show_progress=True):
         self.model, self.corpus = model, corpus
 
     def score_pairs(self, query_texts, qidx, docids):

@@ -28,7 +28,7 @@ def demo(
     ds = load_demo()
     bm25 = BM25.build(ds.corpus)
     try:
-        rerank = cross_encoder(reranker, corpus=ds.corpus)
+        rerank = cross_encoder(reranker, corpus=ds.corpus, show_progress=False)
     except MissingResourceError as e:
         typer.secho(f"note: no cross-encoder reranking ({e}); the BM25 order is kept", fg="yellow")
         rerank = NoRerank()
