@@ -197,6 +197,19 @@ def test_reranked_order_reaches_the_generator(stand_in_ce, demo, tiny):
         assert a.context == by_ce[:3]
 
 
+@pytest.mark.skipif(importlib.util.find_spec("rankkit.retrievers.dense") is None,
+                    reason="rk.DenseRetriever is not in this checkout")
+def test_hybrid_pipeline_fuses_bm25_and_dense_before_reranking(stand_in_ce, demo, tiny):
+    module = load_pipeline_module(ROOT / "pipelines" / "hybrid_ce_generate.py")
+    stage = build_stage(module, demo, {"model": tiny, "max_new_tokens": 2, "depth": 10})
+    assert [s.name for s in stage.stages] == ["fuse", "cross-encoder", "cutoff", "generator"]
+    result = execute(stage, demo.queries, progress=False)
+    assert set(result.answers) == set(demo.queries)
+    fused = rk.as_run(stage.stages[0](demo.queries))        # the fused top 10
+    for qid, a in result.answers.items():                  # rerank over the fused candidates
+        assert a.context == sorted(fused.docids(qid).tolist(), key=lambda d: -int(d[1:]))[:3]
+
+
 def test_demo_uses_the_cross_encoder_when_there_is_one(stand_in_ce, tiny):
     from typer.testing import CliRunner
 
