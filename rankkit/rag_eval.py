@@ -18,7 +18,6 @@ Every judged query counts: a query without an answer scores 0, never "missing".
 
 from __future__ import annotations
 
-import json
 import re
 import string
 from collections import Counter
@@ -27,8 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from .datasets.formats import iter_jsonl
 from .errors import ConfigError, DataFormatError
-from .io import PathLike, open_text
+from .io import PathLike
 from .types import Answer, Qrels, Result
 
 
@@ -166,42 +166,26 @@ def _grounding(answers: Mapping[str, Answer], qrels: Qrels, min_grade: int,
 def load_verdicts(path: PathLike, split: str | None = None) -> dict[str, str]:
     """``qid -> verdict`` from a claims JSONL (``query-id``, ``verdict``, optional ``split``)."""
     out: dict[str, str] = {}
-    with open_text(path, "verdicts file") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataFormatError(f"invalid JSON ({e.msg})", path, lineno) from None
-            if not isinstance(row, dict):
-                raise DataFormatError("expected a JSON object per line", path, lineno)
-            qid = row.get("query-id", row.get("qid", row.get("_id")))
-            verdict = row.get("verdict", row.get("label"))
-            if qid is None or not isinstance(verdict, str) or not verdict:
-                raise DataFormatError("each line needs 'query-id' and a 'verdict' string", path, lineno)
-            if split is None or row.get("split") in (None, split):
-                out[str(qid)] = verdict
+    for lineno, row in iter_jsonl(path, "verdicts file"):
+        qid = row.get("query-id", row.get("qid", row.get("_id")))
+        verdict = row.get("verdict", row.get("label"))
+        if qid is None or not isinstance(verdict, str) or not verdict:
+            raise DataFormatError("each line needs 'query-id' and a 'verdict' string", path, lineno)
+        if split is None or row.get("split") in (None, split):
+            out[str(qid)] = verdict
     return out
 
 
 def load_references(path: PathLike) -> dict[str, list[str]]:
     """``qid -> [reference answers]`` from JSONL (``query-id``/``qid``, ``answers`` or ``answer``)."""
     out: dict[str, list[str]] = {}
-    with open_text(path, "references file") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataFormatError(f"invalid JSON ({e.msg})", path, lineno) from None
-            qid = row.get("query-id", row.get("qid", row.get("_id"))) if isinstance(row, dict) else None
-            ans = row.get("answers", row.get("answer")) if isinstance(row, dict) else None
-            if isinstance(ans, str):
-                ans = [ans]
-            if qid is None or not isinstance(ans, list) or not all(isinstance(x, str) for x in ans):
-                raise DataFormatError("each line needs 'query-id' and 'answers' (list of strings)",
-                                      path, lineno)
-            out[str(qid)] = ans
+    for lineno, row in iter_jsonl(path, "references file"):
+        qid = row.get("query-id", row.get("qid", row.get("_id")))
+        ans = row.get("answers", row.get("answer"))
+        if isinstance(ans, str):
+            ans = [ans]
+        if qid is None or not isinstance(ans, list) or not all(isinstance(x, str) for x in ans):
+            raise DataFormatError("each line needs 'query-id' and 'answers' (list of strings)",
+                                  path, lineno)
+        out[str(qid)] = ans
     return out

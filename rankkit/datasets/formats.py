@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import DataFormatError, MissingResourceError
@@ -25,10 +26,9 @@ def _first_content_line(path: PathLike) -> str:
     return ""
 
 
-# ----------------------------------------------------------------------- corpus
-def read_corpus_jsonl(path: PathLike, id_field: str = "_id") -> Corpus:
-    ids, texts, titles = [], [], []
-    with open_text(path, "corpus file") as fh:
+def iter_jsonl(path: PathLike, what: str) -> Iterator[tuple[int, dict]]:
+    """``(line number, object)`` for each non-blank line; malformed lines name file and line."""
+    with open_text(path, what) as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
@@ -38,14 +38,21 @@ def read_corpus_jsonl(path: PathLike, id_field: str = "_id") -> Corpus:
                 raise DataFormatError(f"malformed JSON ({e.msg})", path, lineno) from None
             if not isinstance(obj, dict):
                 raise DataFormatError("expected a JSON object per line", path, lineno)
-            docid = obj.get(id_field, obj.get("id", obj.get("docid")))
-            if docid is None:
-                raise DataFormatError(f"missing document id field {id_field!r}", path, lineno)
-            if "text" not in obj and "contents" not in obj:
-                raise DataFormatError("missing field 'text'", path, lineno)
-            ids.append(str(docid))
-            texts.append(str(obj.get("text", obj.get("contents")) or ""))
-            titles.append(str(obj.get("title") or ""))
+            yield lineno, obj
+
+
+# ----------------------------------------------------------------------- corpus
+def read_corpus_jsonl(path: PathLike, id_field: str = "_id") -> Corpus:
+    ids, texts, titles = [], [], []
+    for lineno, obj in iter_jsonl(path, "corpus file"):
+        docid = obj.get(id_field, obj.get("id", obj.get("docid")))
+        if docid is None:
+            raise DataFormatError(f"missing document id field {id_field!r}", path, lineno)
+        if "text" not in obj and "contents" not in obj:
+            raise DataFormatError("missing field 'text'", path, lineno)
+        ids.append(str(docid))
+        texts.append(str(obj.get("text", obj.get("contents")) or ""))
+        titles.append(str(obj.get("title") or ""))
     return Corpus(ids, texts, titles, source=str(path))
 
 
@@ -134,21 +141,14 @@ def read_corpus(path: PathLike) -> Corpus:
 # ---------------------------------------------------------------------- queries
 def read_queries_jsonl(path: PathLike) -> Queries:
     out: dict[str, str] = {}
-    with open_text(path, "queries file") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataFormatError(f"malformed JSON ({e.msg})", path, lineno) from None
-            qid = obj.get("_id", obj.get("id", obj.get("qid"))) if isinstance(obj, dict) else None
-            if qid is None:
-                raise DataFormatError("missing query id field '_id'", path, lineno)
-            text = obj.get("text", obj.get("query"))
-            if text is None:
-                raise DataFormatError("missing field 'text'", path, lineno)
-            out[str(qid)] = str(text)
+    for lineno, obj in iter_jsonl(path, "queries file"):
+        qid = obj.get("_id", obj.get("id", obj.get("qid")))
+        if qid is None:
+            raise DataFormatError("missing query id field '_id'", path, lineno)
+        text = obj.get("text", obj.get("query"))
+        if text is None:
+            raise DataFormatError("missing field 'text'", path, lineno)
+        out[str(qid)] = str(text)
     return Queries(out)
 
 
