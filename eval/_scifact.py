@@ -66,3 +66,10 @@ def cached_dense(corpus: Any, model: str = "minilm", batch_size: int = 32, name:
     dense.save(folder)
     record_file.write_text(json.dumps(record, indent=2))
     return dense, {**record, "cached": False}
+
+
+def write_report(report: dict[str, Any], path: str | Path) -> None:
+    """Stamp the date and write a benchmark's JSON report (folders created as needed)."""
+    report["date"] = time.strftime("%Y-%m-%d %H:%M")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(report, indent=2))

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _scifact import ROOT, SCIFACT, cached_dense, limit_threads, peak_rss_mb
+from _scifact import ROOT, SCIFACT, cached_dense, limit_threads, peak_rss_mb, write_report
 
 _LOAD_PROBE = r"""
 import json, sys, time, faiss
@@ -196,9 +196,7 @@ def main() -> None:
             print(kind, json.dumps(entry), flush=True)
 
     report["peak_rss_mb"] = peak_rss_mb()
-    report["date"] = time.strftime("%Y-%m-%d %H:%M")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2))
+    write_report(report, args.out)
     print(f"peak RSS {report['peak_rss_mb']:.0f} MB; wrote {args.out}")
 
 

@@ -12,11 +12,10 @@ is then reported once on TEST, with paired t-tests (Holm) against both parts.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
-from _scifact import ROOT, SCIFACT, cached_dense, limit_threads
+from _scifact import ROOT, SCIFACT, cached_dense, limit_threads, write_report
 
 DEPTH = 100
 RRF_K = [0, 1, 2, 5, 10, 20, 30, 60, 100, 200]
@@ -108,9 +107,7 @@ def main() -> None:
     for fam, t in best.items():
         print(f"best on train [{fam}]: {t['label']} -> train {t['train']}")
     print(f"overall best on train: {overall['label']}")
-    report["date"] = time.strftime("%Y-%m-%d %H:%M")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2))
+    write_report(report, args.out)
     print(f"wrote {args.out}")
 
 
