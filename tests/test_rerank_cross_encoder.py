@@ -93,3 +93,32 @@ def test_clear_errors(ce_folder, tmp_path):
         rk.CrossEncoder(ce_folder, dtype="int3")
     with pytest.raises(ConfigError, match="window"):
         rk.CrossEncoder(ce_folder, max_length=4096)
+
+
+def test_cls_only_shortcut_keeps_scores(ce_folder):
+    fast = rk.CrossEncoder(ce_folder, max_length=48, batch_size=2, show_progress=False)
+    slow = rk.CrossEncoder(ce_folder, max_length=48, batch_size=2, show_progress=False, cls_only=False)
+    np.testing.assert_allclose(fast.predict(Q, D), slow.predict(Q, D), atol=1e-5)
+    # pairs tokenised in several chunks score the same as in one
+    chunked = rk.CrossEncoder(ce_folder, max_length=48, batch_size=2, show_progress=False, chunk_size=2)
+    np.testing.assert_allclose(chunked.predict(Q, D), slow.predict(Q, D), atol=1e-5)
+
+
+def test_compiled_model_scores_the_same(ce_folder):
+    eager = rk.CrossEncoder(ce_folder, max_length=48, batch_size=2, show_progress=False)
+    compiled = rk.CrossEncoder(ce_folder, max_length=48, batch_size=2, show_progress=False, compile=True)
+    np.testing.assert_allclose(compiled.predict(Q, D), eager.predict(Q, D), atol=1e-5)
+    # a second call with other shapes reuses the compiled model and still agrees
+    np.testing.assert_allclose(compiled.predict(Q[:3], D[:3]), eager.predict(Q[:3], D[:3]), atol=1e-5)
+    assert compiled.params()["compile"] is True
+
+
+def test_warns_when_every_pair_gets_the_same_score(tmp_path, caplog):
+    from transformers import AutoModelForSequenceClassification
+
+    folder = build_tiny_bert(tmp_path / "flat", head=True, seed=1)
+    net = AutoModelForSequenceClassification.from_pretrained(folder)
+    torch.nn.init.zeros_(net.classifier.weight)  # a collapsed head: bias only
+    net.save_pretrained(folder)
+    scores = rk.CrossEncoder(folder, max_length=32, show_progress=False).predict(Q, D)
+    assert np.ptp(scores) == 0 and "same score" in caplog.text
