@@ -51,8 +51,13 @@ def dense_run(ds: rk.Dataset, k: int) -> rk.Run:
     if "DenseRetriever" in dir(rk):
         from rankkit.training.data import cached_run
 
-        return cached_run(rk.DenseRetriever.build(ds.corpus, model="minilm"), ds.queries, CACHE,
-                          ds.corpus.fingerprint(), k=k)
+        folder = CACHE / f"dense-minilm-{ds.corpus.fingerprint()}"  # encode the corpus once for all splits
+        if folder.exists():
+            dense = rk.DenseRetriever.load(folder)
+        else:
+            dense = rk.DenseRetriever.build(ds.corpus, model="minilm", show_progress=True)
+            dense.save(folder)
+        return cached_run(dense, ds.queries, CACHE, ds.corpus.fingerprint(), k=k)
     import torch
     from sentence_transformers import SentenceTransformer
 

@@ -24,6 +24,19 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "eval" / "out"
 
 
+def _tail_mean(losses: list[float], n: int = 20) -> float | None:
+    """Mean of the last ``n`` logged losses (one step's loss is too noisy to compare methods)."""
+    return sum(losses[-n:]) / len(losses[-n:]) if losses else None
+
+
+def method_lr(args: argparse.Namespace) -> float:
+    """--lrs "ia3=3e-3,vera=5e-3" overrides; else --lr-full for full fine-tuning, --lr for adapters."""
+    table = dict(kv.split("=") for kv in args.lrs.split(",") if kv)
+    if args.method in table:
+        return float(table[args.method])
+    return args.lr_full if args.method == "full" else args.lr
+
+
 def one(args: argparse.Namespace) -> dict:
     """Train + evaluate one method (runs in a child process)."""
     import resource
@@ -47,7 +60,7 @@ def one(args: argparse.Namespace) -> dict:
     random.Random(0).shuffle(groups)
     options = json.loads(args.options) if args.options else {}
     opts = TrainOptions(steps=args.steps, batch_size=args.batch_size, group_size=args.group_size,
-                        lr=args.lr_full if args.method == "full" else args.lr, seed=42, bf16=True,
+                        lr=method_lr(args), seed=42, bf16=True,
                         threads=args.threads, logging_steps=1, warmup_ratio=0.1, resume=False)
     folder = OUT / "compare" / args.method
     res = train(groups, "minilm", folder, method=args.method, adapter_options=options, loss="softmax_ce",
@@ -59,10 +72,10 @@ def one(args: argparse.Namespace) -> dict:
     ce = rk.CrossEncoder(folder, corpus=test.corpus, max_length=args.max_length, dtype="bfloat16",
                          batch_size=32, show_progress=False)
     reranked = ce(test.queries, bm25)
-    return {"method": args.method, "options": options, "trainable": res.trainable, "total": res.total,
+    return {"method": args.method, "options": options, "lr": method_lr(args), "trainable": res.trainable, "total": res.total,
             "trainable_pct": 100 * res.trainable / res.total, "steps": res.steps,
             "s_per_step": res.seconds_per_step, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "final_loss": res.final_loss,
+            "final_loss": _tail_mean([h["loss"] for h in res.log_history if "loss" in h]),
             "ndcg10": rk.evaluate(reranked, test.qrels, ["nDCG@10"])["nDCG@10"],
             "bm25_ndcg10": rk.evaluate(bm25, test.qrels, ["nDCG@10"])["nDCG@10"]}
 
@@ -78,6 +91,7 @@ def main() -> None:
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--lr-full", type=float, default=5e-5)
+    ap.add_argument("--lrs", default="", help='per-method learning rates, e.g. "ia3=3e-3,vera=5e-3"')
     ap.add_argument("--queries", type=int, default=50, help="SciFact test queries evaluated")
     ap.add_argument("--k", type=int, default=20, help="BM25 candidates reranked per query")
     ap.add_argument("--threads", type=int, default=2)
@@ -98,11 +112,11 @@ def main() -> None:
             raise SystemExit(f"method {m} failed")
         rows.append(json.loads(line[-1][7:]))
         print(json.dumps(rows[-1]), flush=True)
-    head = f"{'method':10} {'trainable':>10} {'%':>7} {'peak MB':>8} {'s/step':>7} {'nDCG@10':>8}"
+    head = f"{'method':10} {'lr':>8} {'trainable':>10} {'%':>7} {'peak MB':>8} {'s/step':>7} {'loss':>6} {'nDCG@10':>8}"
     print(head)
     for r in rows:
-        print(f"{r['method']:10} {r['trainable']:>10} {r['trainable_pct']:>7.2f} {r['peak_rss_mb']:>8.0f} "
-              f"{r['s_per_step']:>7.2f} {r['ndcg10']:>8.4f}")
+        print(f"{r['method']:10} {r['lr']:>8.0e} {r['trainable']:>10} {r['trainable_pct']:>7.2f} "
+              f"{r['peak_rss_mb']:>8.0f} {r['s_per_step']:>7.2f} {r['final_loss'] or 0:>6.3f} {r['ndcg10']:>8.4f}")
     print(f"BM25 top-{args.k} on the same {args.queries} queries: nDCG@10 {rows[0]['bm25_ndcg10']:.4f}")
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "train_reranker.json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))

@@ -194,7 +194,7 @@ class CrossEncoder(Reranker):
         if truncated:
             log.warning("%d of %d pairs fill the %d-token window: documents truncated", truncated, n,
                         self.max_length)
-        if n > 1 and float(np.ptp(out)) == 0.0 and len(set(docs)) > 1:
+        if n > 1 and float(np.ptp(out)) <= 1e-5 * max(1.0, float(np.abs(out).max())) and len(set(docs)) > 1:
             log.warning("%s gives all %d pairs the same score %.4g: its head is constant (training "
                         "collapsed, e.g. a too high learning rate?), so it cannot rank", self.model_name, n, out[0])
         return out
