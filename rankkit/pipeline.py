@@ -105,9 +105,23 @@ class Reranker(Stage):
     """
 
     name = "reranker"
+    # Weight w of the new scores in (1 - w) * z(incoming) + w * z(new), per query; None = new scores only.
+    interpolate: float | None = None
 
     def score_pairs(self, query_texts: list[str], qidx: np.ndarray, docids: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def interpolated(self, weight: float | None) -> Reranker:
+        """This reranker, its scores mixed with the first stage's (z-scores per query, ``weight`` on its own).
+
+        Score interpolation with the retriever is standard practice for
+        rerankers that are good but not uniformly better than the first stage.
+        """
+        if weight is not None and not 0.0 <= float(weight) <= 1.0:
+            raise ConfigError(f"interpolation weight must be in [0, 1], got {weight}")
+        twin = copy.copy(self)
+        twin.interpolate = None if weight is None else float(weight)
+        return twin
 
     def transform(self, queries: Queries, run: Run | None) -> Run:
         if run is None:
@@ -117,7 +131,13 @@ class Reranker(Stage):
         qids, qidx, docids = run.pairs(queries)
         texts = [queries[q] for q in qids]
         scores = self.score_pairs(texts, qidx, docids) if len(docids) else np.empty(0)
-        return Run.from_flat(qids, qidx, docids, scores, name=self.name)
+        out = Run.from_flat(qids, qidx, docids, scores, name=self.name)
+        if self.interpolate is None:
+            return out
+        w = self.interpolate
+        mixed = fuse_runs([run.subset(qids), out], method="linear", norm="zscore", weights=[1.0 - w, w], qids=qids)
+        mixed.name = f"{self.name}+first({w:g})"
+        return mixed
 
 
 class Cutoff(Stage):

@@ -122,3 +122,27 @@ def test_warns_when_every_pair_gets_the_same_score(tmp_path, caplog):
     net.save_pretrained(folder)
     scores = rk.CrossEncoder(folder, max_length=32, show_progress=False).predict(Q, D)
     assert np.ptp(scores) == 0 and "same score" in caplog.text
+
+
+def test_interpolation_with_the_first_stage(ce_folder, demo):
+    bm25 = rk.BM25.build(demo.corpus)
+    ce = rk.CrossEncoder(ce_folder, corpus=demo.corpus, max_length=64, show_progress=False)
+    first = (bm25 % 5)(demo.queries)
+    pure = ce(demo.queries, first)
+    assert ce.interpolated(1.0)(demo.queries, first).qids == pure.qids
+    qid = first.qids[0]
+    assert list(ce.interpolated(1.0)(demo.queries, first).docids(qid)) == list(pure.docids(qid))
+    assert list(ce.interpolated(0.0)(demo.queries, first).docids(qid)) == list(first.docids(qid))
+    # w = 0.5: the mean of the two per-query z-scores, by hand
+    mixed = rk.CrossEncoder(ce_folder, corpus=demo.corpus, max_length=64, show_progress=False,
+                            interpolate=0.5)(demo.queries, first)
+
+    def z(run):
+        d, s = run.arrays(qid)
+        return dict(zip(d.tolist(), ((s - s.mean()) / s.std()).tolist()))
+
+    zf, zc = z(first), z(pure)
+    expect = {d: 0.5 * zf[d] + 0.5 * zc[d] for d in zf}
+    assert dict(mixed[qid]) == pytest.approx(expect, abs=1e-6)
+    with pytest.raises(ConfigError):
+        ce.interpolated(1.5)

@@ -22,6 +22,9 @@ def rerank(
     max_length: int = typer.Option(None, min=8, help="token window (query + document)"),
     batch_size: int = typer.Option(32, min=1),
     split: str = typer.Option(None, help="with a BEIR folder: only queries judged in this split"),
+    interpolate: float = typer.Option(None, min=0.0, max=1.0,
+                                      help="mix with the first stage: (1-w)*z(run) + w*z(model), per query"),
+    dtype: str = typer.Option(None, help="float32 (default), bfloat16 or float16"),
     tag: str = typer.Option("rerank", help="run tag (6th column)"),
     quiet: bool = typer.Option(False, help="no progress bar"),
     as_json: bool = typer.Option(False, "--json", help="print a JSON summary"),
@@ -35,7 +38,7 @@ def rerank(
     docs = read_corpus(corpus)
     first = Run.read_trec(run).with_queries(qs).top(k)
     ce = CrossEncoder(model, max_length=max_length, batch_size=batch_size, show_progress=not quiet,
-                      corpus=docs)
+                      corpus=docs, dtype=dtype, interpolate=interpolate)
     t0 = time.perf_counter()
     out_run = ce(qs, first)
     secs = time.perf_counter() - t0

@@ -94,6 +94,8 @@ class CrossEncoder(Reranker):
     runs the model through ``torch.compile`` (dynamic shapes, frozen weights):
     scores stay within ~1e-7, throughput rises, and the first call pays a
     one-off compilation (about a minute on a small CPU), so it suits long runs.
+    ``interpolate=w`` returns ``(1-w)*z(first stage) + w*z(cross-encoder)`` per
+    query instead of the raw cross-encoder scores (see ``Reranker.interpolated``).
     """
 
     name = "cross-encoder"
@@ -101,7 +103,8 @@ class CrossEncoder(Reranker):
     def __init__(self, model: str | os.PathLike = DEFAULT_MODEL, corpus: Any = None,
                  max_length: int | None = None, batch_size: int = 32, dtype: str | None = None,
                  device: str | None = None, label: int | None = None, show_progress: bool = True,
-                 cls_only: bool = True, chunk_size: int = 8192, compile: bool = False):
+                 cls_only: bool = True, chunk_size: int = 8192, compile: bool = False,
+                 interpolate: float | None = None):
         import torch
 
         if batch_size < 1:
@@ -125,6 +128,7 @@ class CrossEncoder(Reranker):
         self.show_progress = show_progress
         self.num_special = self.tokenizer.num_special_tokens_to_add(pair=True)
         self.cls_only = cls_only
+        self.interpolate = self.interpolated(interpolate).interpolate  # validated
         self.compile = bool(compile)
         self._compiled: Any = None
         self.chunk_size = int(chunk_size)
@@ -259,6 +263,8 @@ class CrossEncoder(Reranker):
             p["dtype"] = str(self.dtype).replace("torch.", "")
         if self.compile:
             p["compile"] = True
+        if self.interpolate is not None:
+            p["interpolate"] = self.interpolate
         return p
 
 
