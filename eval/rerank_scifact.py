@@ -129,6 +129,17 @@ def rerank(ce: rk.CrossEncoder, cache: PairCache, ds: rk.Dataset, runs: list[rk.
     return out, secs, len(todo)
 
 
+def fuse_weights(spec: str, names: list[str]) -> dict[str, float]:
+    """``"0.5"`` for every first stage, or ``"bm25=0.6,hybrid=0.2"``."""
+    if "=" not in spec:
+        return dict.fromkeys(names, float(spec))
+    table = {k.strip(): float(v) for k, v in (kv.split("=") for kv in spec.split(","))}
+    missing = [n for n in names if n not in table]
+    if missing:
+        raise SystemExit(f"--fuse-weight has no weight for {missing}")
+    return table
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="minilm-scifact")
@@ -139,9 +150,10 @@ def main() -> None:
     ap.add_argument("--dtype", default="bfloat16")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-hybrid", action="store_true")
-    ap.add_argument("--fuse-weight", type=float, default=None,
-                    help="also report first stage + ce fused linearly (zscore) with this ce weight "
-                         "(on --split dev a grid is printed to choose it)")
+    ap.add_argument("--fuse-weight", default=None,
+                    help="also report first stage + ce interpolated (per-query z-scores) with this ce weight: "
+                         "one number, or per first stage as bm25=0.6,hybrid=0.2 (on --split dev a grid is "
+                         "printed to choose them)")
     ap.add_argument("--out", default=str(ROOT / "eval" / "out" / "rerank_scifact.json"))
     args = ap.parse_args()
 
@@ -166,14 +178,15 @@ def main() -> None:
     names = ["bm25"] + (["hybrid"] if "hybrid" in runs else [])
     grid = {}
     if args.split == "dev":
-        for w in (0.3, 0.5, 0.7, 0.8, 0.9):
+        for w in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9):
             grid[w] = {n: rk.evaluate(rk.fuse_runs([runs[n], r], method="linear", norm="zscore",
                                                    weights=[1 - w, w]), ds.qrels, ["nDCG@10"])["nDCG@10"]
                        for n, r in zip(names, reranked)}
             print(f"dev fuse weight {w}: {grid[w]}")
     if args.fuse_weight is not None:
-        w = args.fuse_weight
+        weights = fuse_weights(args.fuse_weight, names)
         for n, r in zip(names, reranked):
+            w = weights[n]
             systems[f"{n}+ce(w={w})"] = rk.fuse_runs([runs[n], r], method="linear", norm="zscore", weights=[1 - w, w])
     metrics = ["nDCG@10", "R@100", "RR@10"]
     cmp_bm25 = rk.compare(systems, ds, metrics, baseline="bm25")

@@ -37,6 +37,7 @@ def require(name: str) -> Any:
 def cross_encoder(model: str | None = None, corpus: Any = None, **options: Any) -> Stage:
     """The cross-encoder reranking stage over ``corpus``; ``model=None`` is the project's default."""
     cls = require("CrossEncoder")
+    options.setdefault("interpolate", "auto")  # a model's own tuned first-stage mix, when it has one
     if model is None:
         return cls(corpus=corpus, **options)
     return cls(model, corpus=corpus, **options)

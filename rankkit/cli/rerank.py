@@ -22,8 +22,8 @@ def rerank(
     max_length: int = typer.Option(None, min=8, help="token window (query + document)"),
     batch_size: int = typer.Option(32, min=1),
     split: str = typer.Option(None, help="with a BEIR folder: only queries judged in this split"),
-    interpolate: float = typer.Option(None, min=0.0, max=1.0,
-                                      help="mix with the first stage: (1-w)*z(run) + w*z(model), per query"),
+    interpolate: str = typer.Option(None, help="mix with the first stage: (1-w)*z(run) + w*z(model) per query; "
+                                                "a weight w, or 'auto' for the model's own tuned weight"),
     dtype: str = typer.Option(None, help="float32 (default), bfloat16 or float16"),
     tag: str = typer.Option("rerank", help="run tag (6th column)"),
     quiet: bool = typer.Option(False, help="no progress bar"),
@@ -38,7 +38,7 @@ def rerank(
     docs = read_corpus(corpus)
     first = Run.read_trec(run).with_queries(qs).top(k)
     ce = CrossEncoder(model, max_length=max_length, batch_size=batch_size, show_progress=not quiet,
-                      corpus=docs, dtype=dtype, interpolate=interpolate)
+                      corpus=docs, dtype=dtype, interpolate=_weight(interpolate))
     t0 = time.perf_counter()
     out_run = ce(qs, first)
     secs = time.perf_counter() - t0
@@ -51,3 +51,12 @@ def rerank(
     else:
         typer.echo(f"reranked {summary['pairs']} pairs of {summary['queries']} queries in {summary['seconds']} s "
                    f"({summary['pairs_per_second']} pairs/s; {summary['truncated_pairs']} documents truncated) -> {out}")
+
+
+def _weight(text: str | None) -> float | str | None:
+    if text is None or text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise typer.BadParameter(f"--interpolate takes a number in [0, 1] or 'auto', not {text!r}") from None

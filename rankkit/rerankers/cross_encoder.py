@@ -95,7 +95,9 @@ class CrossEncoder(Reranker):
     scores stay within ~1e-7, throughput rises, and the first call pays a
     one-off compilation (about a minute on a small CPU), so it suits long runs.
     ``interpolate=w`` returns ``(1-w)*z(first stage) + w*z(cross-encoder)`` per
-    query instead of the raw cross-encoder scores (see ``Reranker.interpolated``).
+    query instead of the raw cross-encoder scores (see ``Reranker.interpolated``);
+    ``interpolate="auto"`` takes the weight tuned for the model and stored in
+    its ``rankkit.json`` (``"interpolate"``), or none.
     """
 
     name = "cross-encoder"
@@ -104,7 +106,7 @@ class CrossEncoder(Reranker):
                  max_length: int | None = None, batch_size: int = 32, dtype: str | None = None,
                  device: str | None = None, label: int | None = None, show_progress: bool = True,
                  cls_only: bool = True, chunk_size: int = 8192, compile: bool = False,
-                 interpolate: float | None = None):
+                 interpolate: float | str | None = None):
         import torch
 
         if batch_size < 1:
@@ -128,6 +130,8 @@ class CrossEncoder(Reranker):
         self.show_progress = show_progress
         self.num_special = self.tokenizer.num_special_tokens_to_add(pair=True)
         self.cls_only = cls_only
+        if interpolate == "auto":  # the weight tuned for this model and saved in its rankkit.json, if any
+            interpolate = self.manifest.get("interpolate")
         self.interpolate = self.interpolated(interpolate).interpolate  # validated
         self.compile = bool(compile)
         self._compiled: Any = None
