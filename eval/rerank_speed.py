@@ -97,9 +97,16 @@ def main() -> None:
             outs[name] = np.asarray(fn(), dtype=np.float64)
             best[name] = min(best[name], time.perf_counter() - t0)
     diff = float(np.abs(outs["rankkit"] - outs["sentence-transformers"]).max())
+    # float noise of batching itself: sentence-transformers against itself at half the batch size
+    half = st.predict(pairs, batch_size=max(1, args.batch_size // 2), activation_fn=ident, show_progress_bar=False,
+                      convert_to_numpy=True)
+    st_noise = float(np.abs(np.asarray(half, dtype=np.float64) - outs["sentence-transformers"]).max())
+    scale = float(np.abs(outs["sentence-transformers"]).max())
     res = {"pairs": n, "batch_size": args.batch_size, "max_length": args.max_length, "threads": args.threads,
            "rankkit_pairs_per_s": n / best["rankkit"], "st_pairs_per_s": n / best["sentence-transformers"],
            "speedup": best["sentence-transformers"] / best["rankkit"], "max_abs_diff": diff,
+           "max_abs_score": scale, "max_rel_diff": diff / scale,
+           "st_vs_st_half_batch_max_abs_diff": st_noise,
            "rankkit_full_last_layer_pairs_per_s": n / best["rankkit cls_only=False"],
            "max_abs_diff_full_last_layer": float(np.abs(outs["rankkit cls_only=False"]
                                                         - outs["sentence-transformers"]).max()),
