@@ -165,8 +165,9 @@ class StandInCrossEncoder(rk.Reranker):
 
     name = "cross-encoder"
 
-    def __init__(self, model="stand-in-default", corpus=None, show_progress=True):
+    def __init__(self, model="stand-in-default", corpus=None, show_progress=True, interpolate=None):
         self.model, self.corpus = model, corpus
+        assert interpolate == "auto"  # the pipelines ask for the model's own tuned mix
 
     def score_pairs(self, query_texts, qidx, docids):
         return [float(d[1:]) for d in docids]
