@@ -97,6 +97,20 @@ class Retriever(Stage):
         return self.with_k(k)
 
 
+def check_interpolation(weight: Any) -> float | None:
+    """A reranker/first-stage mixing weight in [0, 1] (or None: the reranker's scores only)."""
+    if weight is None:
+        return None
+    try:
+        w = float(weight)
+    except (TypeError, ValueError):
+        raise ConfigError(f"interpolation weight must be a number in [0, 1] (or 'auto' for a "
+                          f"CrossEncoder), got {weight!r}") from None
+    if not 0.0 <= w <= 1.0:
+        raise ConfigError(f"interpolation weight must be in [0, 1], got {weight}")
+    return w
+
+
 class Reranker(Stage):
     """Rescores the candidates of an incoming run.
 
@@ -117,10 +131,8 @@ class Reranker(Stage):
         Score interpolation with the retriever is standard practice for
         rerankers that are good but not uniformly better than the first stage.
         """
-        if weight is not None and not 0.0 <= float(weight) <= 1.0:
-            raise ConfigError(f"interpolation weight must be in [0, 1], got {weight}")
         twin = copy.copy(self)
-        twin.interpolate = None if weight is None else float(weight)
+        twin.interpolate = check_interpolation(weight)
         return twin
 
     def transform(self, queries: Queries, run: Run | None) -> Run:

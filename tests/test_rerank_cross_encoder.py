@@ -161,3 +161,14 @@ def test_shipped_model_carries_its_tuned_interpolation():
     s = ce.predict(["aspirin lowers the risk of heart attacks"] * 2,
                    ["Aspirin reduced myocardial infarction in a randomised trial.", "Bicycles have two wheels."])
     assert s[0] > s[1]
+
+
+def test_bad_interpolation_and_chunk_size(ce_folder):
+    with pytest.raises(ConfigError, match="number in"):
+        rk.CrossEncoder(ce_folder, interpolate="half", show_progress=False)
+    with pytest.raises(ConfigError, match=r"in \[0, 1\]"):
+        rk.CrossEncoder(ce_folder, interpolate=-0.1, show_progress=False)
+    with pytest.raises(ConfigError, match="chunk_size"):
+        rk.CrossEncoder(ce_folder, chunk_size=0, show_progress=False)
+    # a model without a tuned weight: "auto" means raw scores
+    assert rk.CrossEncoder(ce_folder, interpolate="auto", show_progress=False).interpolate is None

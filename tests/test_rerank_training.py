@@ -107,6 +107,11 @@ def test_cli_train_from_msmarco_triples_then_rerank(base, tmp_path):
     assert first.qids == second.qids
     for q in first.qids:
         assert sorted(first.docids(q)) == sorted(second.docids(q))
+    # a bad interpolation weight stops before any model loads, and writes nothing
+    proc = rankkit("rerank", run_file, "--corpus", DEMO, "--queries", DEMO, "--model", folder,
+                   "--out", tmp_path / "bad.trec", "--interpolate", "half", ok=False)
+    assert proc.returncode == 2 and "--interpolate" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "bad.trec").exists()
 
 
 @pytest.mark.parametrize("field,value,message", [

@@ -34,11 +34,12 @@ def rerank(
     from ..rerankers.cross_encoder import CrossEncoder
     from ..types import Run
 
+    weight = _weight(interpolate)
     qs = load_queries(queries, split)
     docs = read_corpus(corpus)
     first = Run.read_trec(run).with_queries(qs).top(k)
     ce = CrossEncoder(model, max_length=max_length, batch_size=batch_size, show_progress=not quiet,
-                      corpus=docs, dtype=dtype, interpolate=_weight(interpolate))
+                      corpus=docs, dtype=dtype, interpolate=weight)
     t0 = time.perf_counter()
     out_run = ce(qs, first)
     secs = time.perf_counter() - t0
@@ -54,9 +55,13 @@ def rerank(
 
 
 def _weight(text: str | None) -> float | str | None:
+    """Checked before any model loads, so a typo costs nothing."""
+    from ..errors import ConfigError
+    from ..pipeline import check_interpolation
+
     if text is None or text == "auto":
         return text
     try:
-        return float(text)
-    except ValueError:
-        raise typer.BadParameter(f"--interpolate takes a number in [0, 1] or 'auto', not {text!r}") from None
+        return check_interpolation(text)
+    except ConfigError as e:
+        raise typer.BadParameter(f"--interpolate: {e}") from None

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, MissingResourceError, RankkitError
-from ..pipeline import Reranker
+from ..pipeline import Reranker, check_interpolation
 from ..types import Corpus
 from .cls_only import cls_only_last_layer
 
@@ -112,6 +112,8 @@ class CrossEncoder(Reranker):
 
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        if chunk_size < 1:
+            raise ConfigError(f"chunk_size must be >= 1, got {chunk_size}")
         self.model_name = str(model)
         self.corpus = _text_source(corpus)
         self.model, self.tokenizer, self.manifest = load_cross_encoder(model)
@@ -133,7 +135,7 @@ class CrossEncoder(Reranker):
         self.cls_only = cls_only
         if interpolate == "auto":  # the weight tuned for this model and saved in its rankkit.json, if any
             interpolate = self.manifest.get("interpolate")
-        self.interpolate = self.interpolated(interpolate).interpolate  # validated
+        self.interpolate = check_interpolation(interpolate)
         self.compile = bool(compile)
         self._compiled: Any = None
         self.chunk_size = int(chunk_size)
