@@ -306,6 +306,19 @@ class Run:
         return out
 
     @classmethod
+    def from_sorted(cls, rankings: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                    name: str | None = None) -> Run:
+        """From ``{qid: (docids, scores)}`` arrays already ordered best first (no re-sort).
+
+        The fast public constructor for stages that rank themselves (retrievers,
+        fusion): arrays are kept as given after a shape check.
+        """
+        out = cls(name=name)
+        for qid, (docids, scores) in rankings.items():
+            out._set(str(qid), docids, scores, presorted=True)
+        return out
+
+    @classmethod
     def from_lists(cls, qids: Sequence[str], docids: Sequence[Sequence[str]],
                    scores: Sequence[Sequence[float]], name: str | None = None,
                    presorted: bool = False) -> Run:
