@@ -161,7 +161,7 @@ class CrossEncoder(Reranker):
         import torch
         from tqdm.auto import tqdm
 
-        from ..training.trainer import relevance_logit
+        from .heads import relevance_logit
 
         if len(queries) != len(docs):
             raise RankkitError(f"{len(queries)} queries but {len(docs)} documents")

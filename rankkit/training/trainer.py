@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..rerankers.heads import relevance_logit
 from .data import Group
 
 log = logging.getLogger(__name__)
@@ -74,17 +75,6 @@ class GroupCollator:
             labels[b, : len(g.labels)] = torch.tensor(g.labels, dtype=torch.float32)
             mask[b, : len(g.labels)] = True
         return {**enc, "labels": labels, "group_mask": mask}
-
-
-def relevance_logit(logits: Any, label: int | None = None) -> Any:
-    """The relevance score from a head: the single logit, or the relevant class's logit."""
-    if logits.shape[-1] == 1:
-        return logits[..., 0]
-    if label is None:
-        if logits.shape[-1] != 2:
-            raise ConfigError(f"a head with {logits.shape[-1]} labels needs label= (the relevant class)")
-        label = 1
-    return logits[..., label]
 
 
 def _trainer_class() -> type:
