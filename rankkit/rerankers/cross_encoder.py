@@ -57,8 +57,9 @@ def load_cross_encoder(model: str | os.PathLike, num_labels: int | None = None) 
     """Load a cross-encoder (model, tokenizer, manifest) without ever returning a random head."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from ..folders import load_reranker, read_manifest
     from ..models import missing_model_error, resolve_model
-    from ..training.peft import _quiet_transformers, load_reranker, read_manifest
+    from ..quiet import quiet_transformers as _quiet_transformers
 
     ref = resolve_model(model)
     if ref.path is not None and ref.path.is_dir() and read_manifest(ref.path) is not None:

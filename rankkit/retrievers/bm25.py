@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..errors import ConfigError, MissingResourceError
+from ..errors import ConfigError
+from ..folders import require_manifest, write_manifest
 from ..io import PathLike, atomic_dir
 from ..pipeline import Retriever
 from ..types import Corpus, Queries, Run
@@ -27,7 +28,8 @@ BACKENDS: dict[str, str] = {
     "lucene": "rankkit.retrievers.lucene:LuceneBM25",
 }
 
-MANIFEST = "rankkit.json"
+#: old name of :func:`rankkit.folders.require_manifest` (lucene.py and ``load_index`` import it from here)
+read_manifest = require_manifest
 
 
 def _backend_class(name: str) -> type:
@@ -35,20 +37,6 @@ def _backend_class(name: str) -> type:
         raise ConfigError(f"unknown BM25 backend {name!r} (available: {', '.join(BACKENDS)})")
     module, cls = BACKENDS[name].split(":")
     return getattr(importlib.import_module(module), cls)
-
-
-def read_manifest(folder: PathLike, kind: str | None = None) -> dict[str, Any]:
-    """Read an index folder's ``rankkit.json``; a clear error if it is not an index."""
-    p = Path(folder)
-    if not p.is_dir():
-        raise MissingResourceError(f"index folder not found: {p}")
-    mf = p / MANIFEST
-    if not mf.exists():
-        raise MissingResourceError(f"{p} is not a rankkit index (no {MANIFEST})")
-    manifest = json.loads(mf.read_text())
-    if kind is not None and manifest.get("kind") != kind:
-        raise ConfigError(f"{p} holds a {manifest.get('kind')!r} index, not {kind!r}")
-    return manifest
 
 
 def _make_stemmer(stemmer: Any) -> Any:
@@ -146,13 +134,13 @@ class BM25(Retriever):
             (tmp / "docids.json").write_text(json.dumps(self.docids.tolist()))
             manifest = {"kind": "bm25", "backend": "bm25s", "format": 1, **self.config,
                         "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
-            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+            write_manifest(tmp, manifest)
         return Path(folder)
 
     @classmethod
     def load(cls, folder: PathLike, mmap: bool = False, **kwargs: Any) -> Retriever:
         """Load an index saved by :meth:`save` (any backend)."""
-        manifest = read_manifest(folder, kind="bm25")
+        manifest = require_manifest(folder, kind="bm25")
         backend = manifest.get("backend", "bm25s")
         if backend != "bm25s":
             return _backend_class(backend).load(folder, **kwargs)

@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, DataFormatError, MissingResourceError
+from ..folders import MANIFEST, require_manifest, write_manifest
 from ..io import PathLike, atomic_dir
 from ..pipeline import Retriever
 from ..types import Corpus, Queries, Run
-from .bm25 import MANIFEST, read_manifest
 from .encoder import SentenceEncoder, TruncationWarning
 from .faiss_index import (
     IndexType,
@@ -165,7 +165,7 @@ class DenseRetriever(Retriever):
                 files["vectors"] = "vectors.faiss"
             manifest = {"kind": "dense", "format": FORMAT, **self.config, "search": self.search_options,
                         "files": files, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
-            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+            write_manifest(tmp, manifest)
         return Path(folder)
 
     @classmethod
@@ -179,7 +179,7 @@ class DenseRetriever(Retriever):
         the vectors from disk instead of reading them into memory.
         """
         folder = Path(folder)
-        manifest = read_manifest(folder, kind="dense")
+        manifest = require_manifest(folder, kind="dense")
         if manifest.get("format") != FORMAT:
             raise DataFormatError(f"unsupported dense index format {manifest.get('format')!r}",
                                   folder / MANIFEST)

@@ -1,8 +1,10 @@
 """Training examples for rerankers: one query with its candidate list.
 
-A ``Group`` is what the listwise trainer consumes: a query text, a few
-document texts and their labels (usually 1 positive + N hard negatives).
-Groups come from
+A ``Group`` is what the listwise objective consumes: a query text, a few
+document texts, their labels (usually 1 positive + N hard negatives) and
+optional per-item weights (e.g. inverse propensities from click logs; None
+means all ones). Groups come from the registered data sources
+(``sources.DATA_SOURCES``), built on these functions:
 
 - a ``Dataset`` (qrels + corpus + queries) with hard negatives mined from
   any first-stage ``Stage`` (BM25, dense, fused) or a fixed ``Run``; labelled
@@ -37,16 +39,26 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Group:
-    """One training list: a query, its candidate texts and their relevance labels."""
+    """One training list: a query, its candidate texts, their relevance labels and optional weights."""
 
     query: str
     docs: list[str]
     labels: list[float]
     qid: str | None = None
+    weights: list[float] | None = None
 
     def __post_init__(self) -> None:
         if len(self.docs) != len(self.labels):
             raise RankkitError(f"group {self.qid!r}: {len(self.docs)} documents but {len(self.labels)} labels")
+        if self.weights is not None and len(self.weights) != len(self.docs):
+            raise RankkitError(f"group {self.qid!r}: {len(self.docs)} documents but {len(self.weights)} weights")
+
+    def head(self, n: int | None) -> Group:
+        """The first ``n`` items (all when ``n`` is None)."""
+        if not n or n >= len(self.docs):
+            return self
+        w = self.weights[:n] if self.weights is not None else None
+        return Group(self.query, self.docs[:n], self.labels[:n], self.qid, w)
 
 
 @dataclass
@@ -216,12 +228,8 @@ def groups_from_hf(dataset: Any, query_field: str = "query", positive_field: str
 
 
 def check_labels(groups: Sequence[Group], loss: str) -> None:
-    """Labels must be >= 0, and within [0, 1] for the pointwise BCE loss."""
+    """Every group's labels must suit ``loss`` (``losses.check_labels``, the one label check)."""
+    from .losses import check_labels as check
+
     for g in groups:
-        for y in g.labels:
-            if not np.isfinite(y) or y < 0:
-                raise DataFormatError(f"query {g.qid!r}: relevance label {y} is outside the expected range (>= 0)")
-            if loss == "bce" and y > 1:
-                raise DataFormatError(
-                    f"query {g.qid!r}: label {y} > 1 but loss 'bce' needs labels in [0, 1] "
-                    "(use a listwise loss for graded labels)")
+        check(g.labels, loss, where=f"query {g.qid!r}: ")

@@ -6,7 +6,9 @@ Every loss takes ``scores [B, L]`` (model outputs, one list per query),
 ``weights [B, L]`` (e.g. inverse propensities for unbiased learning to rank),
 in the uniform style of allRank. They return a scalar tensor. ``LOSSES`` maps
 a name to the function; :func:`get_loss` turns an unknown name into a
-``ConfigError``.
+``ConfigError``. :func:`check_labels` is the one label-range check (labels
+>= 0; within [0, 1] for ``bce``), used by the losses and, before any model
+loads, on the training data.
 """
 
 from __future__ import annotations
@@ -17,14 +19,36 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataFormatError
 
 Tensor = torch.Tensor
 _EPS = 1e-10
+#: loss name -> largest label it accepts (every loss needs labels >= 0)
+MAX_LABEL: dict[str, float] = {"bce": 1.0}
+
+
+class LabelRangeError(DataFormatError, ConfigError):
+    """A relevance label outside the range a loss accepts (bad data and a bad loss input)."""
+
+
+def check_labels(labels: Any, loss: str = "", where: str = "") -> None:
+    """Raise ``LabelRangeError`` unless every label is finite, >= 0 and within ``MAX_LABEL[loss]``.
+
+    ``where`` prefixes the message (e.g. ``"query '3': "``).
+    """
+    t = torch.as_tensor(labels, dtype=torch.float64).reshape(-1)
+    bad = t[~torch.isfinite(t) | (t < 0)]
+    if bad.numel():
+        raise LabelRangeError(f"{where}relevance label {bad[0].item():g} is outside the expected range (>= 0)")
+    top = MAX_LABEL.get(str(loss).lower())
+    if top is not None and bool((t > top).any()):
+        raise LabelRangeError(
+            f"{where}label {t[t > top][0].item():g} > {top:g} but loss {loss!r} needs labels in [0, {top:g}] "
+            "(scale graded labels first or use a listwise loss: listnet, lambdaloss)")
 
 
 def _prepare(scores: Tensor, labels: Tensor, mask: Tensor | None,
-             weights: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+             weights: Tensor | None, loss: str = "") -> tuple[Tensor, Tensor, Tensor, Tensor]:
     if scores.dim() == 1:
         scores, labels = scores[None], labels[None]
         mask = mask[None] if mask is not None else None
@@ -37,18 +61,14 @@ def _prepare(scores: Tensor, labels: Tensor, mask: Tensor | None,
     for name, t in (("mask", mask), ("weights", weights)):
         if t.shape != scores.shape:
             raise ConfigError(f"{name} {tuple(t.shape)} does not match scores {tuple(scores.shape)}")
-    if bool(((labels < 0) & mask).any()):
-        raise ConfigError("relevance labels must be >= 0 (found a negative label)")
+    check_labels(labels.detach()[mask], loss)
     return scores, labels, mask, weights
 
 
 def pointwise_bce(scores: Tensor, labels: Tensor, mask: Tensor | None = None,
                   weights: Tensor | None = None) -> Tensor:
     """Binary cross-entropy of each score (a logit) against a label in [0, 1]; mean over items."""
-    scores, labels, mask, weights = _prepare(scores, labels, mask, weights)
-    if bool(((labels > 1) & mask).any()):
-        raise ConfigError("pointwise BCE needs labels in [0, 1]; scale graded labels first "
-                          "or use a listwise loss (listnet, lambdaloss)")
+    scores, labels, mask, weights = _prepare(scores, labels, mask, weights, loss="bce")
     per_item = F.binary_cross_entropy_with_logits(scores, labels, reduction="none") * weights
     return per_item[mask].sum() / mask.sum().clamp(min=1)
 
