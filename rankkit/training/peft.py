@@ -16,12 +16,20 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ConfigError
-from ..folders import KIND_ADAPTER, KIND_MODEL, load_base, load_reranker, merge, save_reranker
+from ..folders import (
+    KIND_ADAPTER,
+    KIND_MODEL,
+    load_base,
+    load_reranker,
+    merge,
+    read_manifest,
+    save_reranker,
+)
 from .adapters import ADAPTERS, FULL, AdapterMethod, get_adapter, methods, register_adapter
 
 __all__ = ["ADAPTERS", "FULL", "KIND_ADAPTER", "KIND_MODEL", "AdapterMethod", "add_adapter",
            "count_parameters", "head_name", "load_base", "load_reranker", "merge", "methods",
-           "register_adapter", "save_reranker"]
+           "read_manifest", "register_adapter", "save_reranker"]
 
 
 def head_name(model: Any) -> str:
