@@ -11,10 +11,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
+from test_rerank_training import _groups  # noqa: E402
 from tiny_models import build_tiny_bert  # noqa: E402
 
 from rankkit.training.adapters import ADAPTERS  # noqa: E402
-from rankkit.training.data import Group  # noqa: E402
 from rankkit.training.objectives import ListwiseObjective  # noqa: E402
 
 QUERIES = ["what is beta", "what is gamma", "a b"]
@@ -24,12 +24,6 @@ DOCS = ["beta is a letter", "cats", "unrelated text about rivers"]
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     return build_tiny_bert(tmp_path_factory.mktemp("tiny") / "base")
-
-
-def _groups() -> list[Group]:
-    words = ["alpha", "beta", "gamma", "delta", "omega", "sigma"]
-    return [Group(f"what is {w}", [f"{w} is a letter", f"{words[(i + 1) % 6]} river", f"cats {i}"],
-                  [1.0, 0.0, 0.0], qid=str(i)) for i, w in enumerate(words)]
 
 
 def _adalora(base, **options):

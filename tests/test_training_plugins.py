@@ -60,6 +60,7 @@ register_objective("toy_mse", PointwiseMSE)
 register_adapter("lora_query", AdapterMethod("LoraConfig", {"r": 4, "lora_alpha": 8, "target_modules": ["query"]},
                                              "LoRA on the query projections only"))
 register_data_source("toy", _toy_groups, {"n"})
+register_adapter("lm_only", AdapterMethod("LoraConfig", {"r": 4}, "LoRA for causal LMs", task_type="CAUSAL_LM"))
 
 
 def _scores(model, tok) -> np.ndarray:
@@ -114,6 +115,7 @@ def test_toy_objective_adapter_and_source_train_and_reload(base, tmp_path):
     ({"objective": {"name": "listwise", "options": {"loss": "hinge"}}}, "unknown loss 'hinge'"),
     ({"data": [{"source": "toy", "m": 1}]}, "unknown key(s) ['m']"),
     ({"data": [{"source": "clicks"}]}, "must be one of"),
+    ({"adapter": {"method": "lm_only"}}, "is for CAUSAL_LM models, but the objective trains SEQ_CLS"),
 ])
 def test_config_checks_the_registries_before_loading(base, tmp_path, over, message):
     from rankkit.training.config import load_config

@@ -49,8 +49,8 @@ class AdapterMethod:
     config: str | None
     defaults: dict[str, Any] = field(default_factory=dict)
     doc: str = ""
-    #: peft ``TaskType`` member name; the trainer's objective may ask for another
-    task_type: str = "SEQ_CLS"
+    #: peft ``TaskType`` name the method is limited to; None: whatever the objective trains
+    task_type: str | None = None
     prepare: Callable[[dict[str, Any], int | None], dict[str, Any]] = _same_options
     callbacks: Callable[[Any], list[Any]] = _no_callbacks
     regularizer: Callable[[Any], Any] = _no_regularizer
@@ -141,8 +141,11 @@ def methods() -> list[str]:
     return list(ADAPTERS)
 
 
-def get_adapter(name: str) -> AdapterMethod:
+def get_adapter(name: str, task_type: str | None = None) -> AdapterMethod:
+    """The method called ``name``; with ``task_type`` (the objective's), it must suit that task."""
     spec = ADAPTERS.get(name)
     if spec is None:
         raise ConfigError(f"unknown adapter method {name!r} (choose {', '.join(methods())})")
+    if task_type and spec.task_type and task_type != spec.task_type:
+        raise ConfigError(f"adapter {name!r} is for {spec.task_type} models, but the objective trains {task_type}")
     return spec

@@ -55,7 +55,7 @@ def _block(value: Any, key: str, default: str) -> tuple[str, dict[str, Any]]:
 
 def validate(cfg: dict[str, Any], where: str = "config") -> None:
     """Check names and keys against the registries before anything heavy runs."""
-    from .adapters import methods
+    from .adapters import get_adapter, methods
     from .losses import LOSSES
     from .objectives import make_objective, takes_loss
     from .trainer import TrainOptions
@@ -75,9 +75,13 @@ def validate(cfg: dict[str, Any], where: str = "config") -> None:
     oname, oopts = _block(cfg.get("objective"), "name", "listwise")
     try:   # a loss block for an objective that takes none is an error, so pass it on when given
         given = takes_loss(oname) or cfg.get("loss") is not None
-        make_objective(oname, oopts, loss=lname if given else None, loss_options=lopts)
+        objective = make_objective(oname, oopts, loss=lname if given else None, loss_options=lopts)
     except ConfigError as e:
         raise ConfigError(f"{where}: objective: {e}") from e
+    try:
+        get_adapter(method, objective.task_type)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: adapter.method: {e}") from e
     fields = {f.name for f in dataclasses.fields(TrainOptions)}
     bad = set(cfg.get("train") or {}) - fields
     if bad:

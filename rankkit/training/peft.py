@@ -47,9 +47,11 @@ def add_adapter(model: Any, method: str, options: dict[str, Any] | None = None,
 
     The head and all ``new_modules`` go into ``modules_to_save`` so they are
     trained and stored with the adapter. ``task_type`` (a peft ``TaskType``
-    name) overrides the method's own, e.g. for an objective over a causal LM.
+    name, from the objective; default ``SEQ_CLS``) must agree with the method's
+    own when the method has one.
     """
-    spec = get_adapter(method)
+    spec = get_adapter(method, task_type)
+    task_type = task_type or spec.task_type or "SEQ_CLS"
     options = dict(options or {})
     if spec.config is None:
         if options:
@@ -62,11 +64,11 @@ def add_adapter(model: Any, method: str, options: dict[str, Any] | None = None,
     cls = getattr(peft, spec.config)
     kwargs = spec.prepare({**spec.defaults, **options}, total_steps)
     new = {m.split(".")[0] for m in (new_modules or ())}
-    save = ({head_name(model)} if (task_type or spec.task_type) == "SEQ_CLS" else set()) | new
+    save = ({head_name(model)} if task_type == "SEQ_CLS" else set()) | new
     if save or kwargs.get("modules_to_save"):
         kwargs["modules_to_save"] = sorted(save | set(kwargs.get("modules_to_save") or ()))
     try:
-        config = cls(task_type=getattr(peft.TaskType, task_type or spec.task_type), **kwargs)
+        config = cls(task_type=getattr(peft.TaskType, task_type), **kwargs)
         return peft.get_peft_model(model, config)
     except TypeError as e:
         raise ConfigError(f"bad option for adapter {method!r} ({spec.config}): {e}") from e

@@ -122,7 +122,7 @@ def train(groups: Sequence[Any], base_model: str, output_dir: str | os.PathLike,
         uses_loss = takes_loss(name or "listwise")
         objective = make_objective(name, objective_options, loss=loss if uses_loss else None,
                                    loss_options=loss_options if uses_loss else None)
-    adapter = get_adapter(method)
+    adapter = get_adapter(method, objective.task_type)
     if not groups:
         raise ConfigError("no training groups: check the data sources")
     objective.check(groups)
