@@ -1,4 +1,4 @@
-"""rankkit.models.load_causal_lm: set up for batched decoding, cached, clear errors; SmolLM2 GGUF."""
+"""rankkit.llm.loading.load_causal_lm: set up for batched decoding, cached, clear errors; SmolLM2 GGUF."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from tiny_llm import tiny_llm_dir
 
 from rankkit.errors import ConfigError, MissingResourceError
-from rankkit.models import chat_prompt, clear_model_cache, load_causal_lm, render_plain
+from rankkit.llm.loading import chat_prompt, clear_model_cache, load_causal_lm, render_plain
 
 torch = pytest.importorskip("torch")
 
