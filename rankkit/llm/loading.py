@@ -84,26 +84,24 @@ def loading_bars(show: bool) -> Iterator[None]:
     progress-bar switch, so its module-level ``tqdm`` is swapped for a disabled
     one while loading. Not thread-safe (two loads at once may see each other's setting).
     """
-    if show:
-        yield
-        return
     from functools import partial
 
     from transformers import modeling_gguf_pytorch_utils as gguf_utils
     from transformers.utils import logging as hf_logging
 
-    was_enabled = hf_logging.is_progress_bar_enabled()
+    switch = hf_logging.is_progress_bar_enabled() != show   # touch the global switch only if needed
     original = getattr(gguf_utils, "tqdm", None)
-    hf_logging.disable_progress_bar()
-    if original is not None:
+    if switch:
+        (hf_logging.enable_progress_bar if show else hf_logging.disable_progress_bar)()
+    if not show and original is not None:
         gguf_utils.tqdm = partial(original, disable=True)
     try:
         yield
     finally:
         if original is not None:
             gguf_utils.tqdm = original
-        if was_enabled:
-            hf_logging.enable_progress_bar()
+        if switch:
+            (hf_logging.disable_progress_bar if show else hf_logging.enable_progress_bar)()
 
 
 def prepare_tokenizer(tokenizer: Any, model: Any | None = None) -> Any:
