@@ -36,7 +36,7 @@ _LAZY: dict[str, str] = {
     "DenseRetriever": "rankkit.retrievers.dense:DenseRetriever",
     "BiEncoderReranker": "rankkit.rerankers.biencoder:BiEncoderReranker",
     "CrossEncoder": "rankkit.rerankers.cross_encoder:CrossEncoder",
-    "Generator": "rankkit.generators.hf:Generator",
+    "Generator": "rankkit.generators.generator:Generator",
     "evaluate_rag": "rankkit.rag_eval:evaluate_rag",
 }
 

@@ -21,7 +21,7 @@ def demo(
     from ..demo import load_demo
     from ..errors import MissingResourceError
     from ..evaluation import evaluate
-    from ..generators.hf import Generator
+    from ..generators.generator import Generator
     from ..recipes import NoRerank, cross_encoder
     from ..retrievers.bm25 import BM25
 
