@@ -72,7 +72,24 @@ def _check_k(k: Any) -> None:
         raise ConfigError(f"rank cutoff must be a positive integer, got {k!r}")
 
 
-class Retriever(Stage):
+class TopK(Stage):
+    """A stage that produces its own top ``k`` (so ``% k`` is pushed into it, not run after it)."""
+
+    #: results per query; ``None``: the stage's default
+    k: int | None = None
+
+    def with_k(self, k: int) -> Any:
+        """A copy that returns ``k`` results (never more than an earlier cutoff)."""
+        clone = copy.copy(self)
+        clone.k = min(int(k), self.k) if self.k else int(k)
+        return clone
+
+    def __mod__(self, k: int) -> Any:
+        _check_k(k)
+        return self.with_k(k)
+
+
+class Retriever(TopK):
     """A first-stage retriever: ignores any incoming run, searches its index.
 
     Subclasses implement :meth:`retrieve`; ``% k`` returns a copy that searches
@@ -80,8 +97,6 @@ class Retriever(Stage):
     """
 
     name = "retriever"
-    #: results per query; ``None`` means :attr:`default_k`
-    k: int | None = None
     default_k: int = 1000
 
     def retrieve(self, queries: Queries, k: int) -> Run:
@@ -90,16 +105,6 @@ class Retriever(Stage):
     def transform(self, queries: Queries, run: Run | None) -> Run:
         queries.check_not_empty()
         return self.retrieve(queries, self.k or self.default_k)
-
-    def with_k(self, k: int) -> Retriever:
-        """A copy that searches for ``k`` results (never more than an earlier cutoff)."""
-        clone = copy.copy(self)
-        clone.k = min(int(k), self.k) if self.k else int(k)
-        return clone
-
-    def __mod__(self, k: int) -> Retriever:
-        _check_k(k)
-        return self.with_k(k)
 
 
 class Cutoff(Stage):
@@ -197,7 +202,7 @@ def _push_cutoffs(stages: list[Stage]) -> list[Stage]:
             if isinstance(prev, Cutoff):
                 out[-1] = Cutoff(min(prev.k, st.k))
                 continue
-            if isinstance(prev, (Retriever, Fusion)):
+            if isinstance(prev, TopK):
                 out[-1] = prev.with_k(st.k)
                 continue
         out.append(st)
@@ -302,7 +307,7 @@ def fuse_runs(runs: Sequence[Run], method: str = "rrf", weights: Sequence[float]
     return Run.from_sorted(fused, name=f"fuse-{method}")
 
 
-class Fusion(Stage):
+class Fusion(TopK):
     """Runs several stages (or uses fixed runs) and fuses their rankings."""
 
     name = "fuse"
@@ -318,15 +323,6 @@ class Fusion(Stage):
         check_fusion(method, weights, len(parts), rrf_k, norm, k)  # fail before any stage runs
         self.parts = list(parts)
         self.method, self.weights, self.rrf_k, self.norm, self.k = method, weights, rrf_k, norm, k
-
-    def with_k(self, k: int) -> Fusion:
-        clone = copy.copy(self)
-        clone.k = min(int(k), self.k) if self.k else int(k)
-        return clone
-
-    def __mod__(self, k: int) -> Fusion:
-        _check_k(k)
-        return self.with_k(k)
 
     def transform(self, queries: Queries, run: Run | None) -> Run:
         runs = [p if isinstance(p, Run) else as_run(p.transform(queries, run)) for p in self.parts]

@@ -86,6 +86,8 @@ def test_toy_reranker_through_rankkit_rerank(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "takes no option(s) ['batch_size']" in err and "Traceback" not in err
     assert not (tmp_path / "bad.trec").exists()
+    assert _cli(*common[:6], "--reranker", "listwise-typo", "-q", "--verbose", "--out", tmp_path / "bad.trec") == 2
+    assert "unknown reranker 'listwise-typo'" in capsys.readouterr().err
 
 
 def test_demo_queries_through_the_cli_keep_every_query(tmp_path):
