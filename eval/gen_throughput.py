@@ -45,8 +45,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     import rankkit as rk
-    from rankkit.generators.hf import eos_ids, generated_lengths
-    from rankkit.models import load_causal_lm
+    from rankkit.llm.loading import load_causal_lm
+    from rankkit.llm.transformers_backend import eos_ids, generated_lengths
 
     ds = rk.datasets.load_beir(DATA, split="test")
     queries = ds.queries.head(args.queries)

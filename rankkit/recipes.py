@@ -1,11 +1,12 @@
 """Building blocks that the ready pipelines (``pipelines/*.py``) and ``rankkit demo`` share.
 
-The reranking slot lives here in one place: :func:`cross_encoder` builds the
-``rk.CrossEncoder`` stage, by default with the project's own trained reranker
-(the CrossEncoder's default model, ``"minilm-scifact"``); when that stage or
-model is not available the caller gets a ``MissingResourceError`` saying why
-(the demo prints it as a note and continues without reranking; the ready
-pipelines stop).
+The reranking slot lives here in one place: :func:`reranker` builds any
+registered reranker by name (``rankkit.rerankers.registry.RERANKERS``), by
+default the cross-encoder with the project's own trained model
+(``"minilm-scifact"``) and its tuned first-stage mix; when that stage or model
+is not available the caller gets a ``MissingResourceError`` saying why (the
+demo prints it as a note and continues without reranking; the ready pipelines
+stop).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 
 from .errors import MissingResourceError
 from .pipeline import Stage
+from .rerankers.base import Reranker
+from .rerankers.registry import DEFAULT_RERANKER, make_reranker
 from .types import Queries, Run
 
 #: SciFact claim-verification labels, in the order of the claims file's verdicts
@@ -34,13 +37,15 @@ def require(name: str) -> Any:
     return getattr(rankkit, name)
 
 
-def cross_encoder(model: str | None = None, corpus: Any = None, **options: Any) -> Stage:
-    """The cross-encoder reranking stage over ``corpus``; ``model=None`` is the project's default."""
-    cls = require("CrossEncoder")
-    options.setdefault("interpolate", "auto")  # a model's own tuned first-stage mix, when it has one
-    if model is None:
-        return cls(corpus=corpus, **options)
-    return cls(model, corpus=corpus, **options)
+def reranker(name: str = DEFAULT_RERANKER, model: Any = None, corpus: Any = None,
+             **options: Any) -> Reranker:
+    """The reranking stage ``name`` over ``corpus``; ``model=None`` is that reranker's default model.
+
+    Unless ``interpolate=`` is given, the model's own tuned first-stage mix is
+    used when it has one (``"auto"``).
+    """
+    options.setdefault("interpolate", "auto")
+    return make_reranker(name, model=model, corpus=corpus, **options)
 
 
 class NoRerank(Stage):

@@ -14,7 +14,6 @@ import datetime as _dt
 import importlib.util
 import inspect
 import json
-import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,7 +22,8 @@ from typing import Any
 
 from .errors import ConfigError, MissingResourceError, RankkitError
 from .io import PathLike, atomic_path
-from .pipeline import Pipeline, Stage
+from .pipeline import Pipeline, Stage, run_stages
+from .quiet import quiet_transformers
 from .types import Answer, Dataset, Queries, Result, Run
 
 DEFAULT_MEASURES = ["nDCG@10", "R@10", "R@100"]
@@ -75,59 +75,43 @@ def execute(stage: Stage, queries: Queries, progress: bool = True,
             chunk_size: int | None = 64) -> Result:
     """Run ``stage`` like ``stage(queries)``, one stage at a time over chunks of queries.
 
-    Each stage gets a progress bar counting queries and a wall-time entry in
-    ``Result.timings`` (keyed ``"<i>:<name>"`` as :class:`~rankkit.pipeline.Pipeline` does).
+    The stage loop itself is :func:`~rankkit.pipeline.run_stages` (the one
+    :class:`~rankkit.pipeline.Pipeline` uses); here each stage goes over chunks
+    of queries under a progress bar counting queries, and gets a wall-time entry
+    in ``Result.timings`` (keyed ``"<i>:<name>"``).
     """
     from tqdm.auto import tqdm
 
     stages = stage.stages if isinstance(stage, Pipeline) else [stage]
     qids = list(queries)
     step = chunk_size or max(1, len(qids))
-    run: Run | None = None
-    answers: dict[str, Answer] | None = None
-    timings: dict[str, float] = {}
     if not progress:
-        _quiet_transformers()
+        quiet_transformers()
+
+    def chunked(i: int, st: Stage, run: Run | None) -> Result:
+        rankings: dict[str, Any] = {}
+        got: dict[str, Answer] = {}
+        with tqdm(total=len(qids), desc=f"[{i + 1}/{len(stages)}] {st.name}", unit="q",
+                  disable=not progress) as bar:
+            for start in range(0, len(qids), step):
+                chunk = qids[start:start + step]
+                out = st.transform(queries.subset(chunk), run.with_queries(chunk) if run is not None else None)
+                r = out.run if isinstance(out, Result) else out
+                if isinstance(out, Result) and out.answers is not None:
+                    got.update(out.answers)
+                for q in chunk:
+                    rankings[q] = r.arrays(q) if q in r else ((), ())
+                bar.update(len(chunk))
+        return Result(run=Run(rankings, name=st.name), answers=got or None)
+
     quiet = [s for s in stages if getattr(s, "show_progress", None) is True]
-    for s in quiet:  # the per-stage bars below replace the stages' own
+    for s in quiet:  # the per-stage bars replace the stages' own
         s.show_progress = False
     try:
-        for i, st in enumerate(stages):
-            if answers is not None:
-                raise RankkitError(f"stage {st!r} comes after a generator; a generator must be last")
-            t0 = time.perf_counter()
-            rankings: dict[str, Any] = {}
-            got: dict[str, Answer] = {}
-            with tqdm(total=len(qids), desc=f"[{i + 1}/{len(stages)}] {st.name}", unit="q",
-                      disable=not progress) as bar:
-                for start in range(0, len(qids), step):
-                    chunk = qids[start:start + step]
-                    out = st.transform(queries.subset(chunk),
-                                       run.with_queries(chunk) if run is not None else None)
-                    r = out.run if isinstance(out, Result) else out
-                    if isinstance(out, Result) and out.answers is not None:
-                        got.update(out.answers)
-                    for q in chunk:
-                        rankings[q] = r.arrays(q) if q in r else ((), ())
-                    bar.update(len(chunk))
-            run = Run(rankings, name=st.name)
-            if got:
-                answers = got
-            timings[f"{i}:{st.name}"] = time.perf_counter() - t0
+        return run_stages(stages, queries, call=chunked)
     finally:
         for s in quiet:
             s.show_progress = True
-    assert run is not None
-    return Result(run=run, answers=answers, timings=timings)
-
-
-def _quiet_transformers() -> None:
-    """Silence transformers' model-loading bars too (``--quiet``)."""
-    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-    if importlib.util.find_spec("transformers") is not None:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
 
 
 def parse_options(items: Sequence[str]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from dense_fixtures import (  # noqa: F401  (fixtures)
 import rankkit as rk
 from rankkit.errors import ConfigError, RankkitError
 from rankkit.retrievers.dense import DenseRetriever
+from rankkit.testing import check_reranker
 
 
 @pytest.fixture(scope="module")
@@ -104,3 +105,23 @@ def test_reranker_keeps_queries_without_candidates(dense_demo, demo):
     run = rk.Run({"1": (["d01"], [1.0]), "2": ([], [])})
     out = dense_demo.as_reranker()(demo.queries.subset(["1", "2"]), run)
     assert out.qids == ["1", "2"] and len(out.docids("2")) == 0
+
+
+def test_reranker_meets_the_stage_contract(dense_demo, bm25_demo, demo):
+    check_reranker(rk.BiEncoderReranker(dense_demo), demo.queries, (bm25_demo % 8)(demo.queries))
+
+
+def test_registered_as_bi_encoder(minilm_encoder, bm25_demo, demo):
+    candidates = (bm25_demo % 4)(demo.queries)
+    by_name = rk.make_reranker("bi-encoder", model=minilm_encoder, corpus=demo.corpus)
+    direct = rk.BiEncoderReranker(minilm_encoder, corpus=demo.corpus)
+    assert by_name(demo.queries, candidates) == direct(demo.queries, candidates)
+
+
+def test_no_import_cycle_with_the_dense_retriever():
+    import subprocess
+    import sys
+
+    code = ("import sys; import rankkit.rerankers.biencoder; "
+            "assert 'rankkit.retrievers.dense' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)

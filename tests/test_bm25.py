@@ -6,6 +6,7 @@ import pytest
 
 import rankkit as rk
 from rankkit.errors import ConfigError, MissingResourceError
+from rankkit.testing import check_retriever
 
 from conftest import shared
 
@@ -79,3 +80,8 @@ def test_bad_input(tmp_path, demo):
         rk.BM25.load(tmp_path / "empty")
     with pytest.raises(rk.DataFormatError, match="query 'e' is empty"):
         rk.BM25.build(demo.corpus)({"e": " "})
+
+
+def test_bm25_meets_the_stage_contract(demo):
+    run = check_retriever(rk.BM25.build(demo.corpus), demo.queries)
+    assert run.qids == demo.queries.ids

@@ -304,3 +304,9 @@ def test_multi_process_encoding_matches_one_process(demo, minilm_encoder):
     a, _ = minilm_encoder.encode_documents(demo.corpus.contents)
     b, _ = pooled.encode_documents(demo.corpus.contents)
     np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_flat_dense_meets_the_stage_contract(dense_demo, demo):
+    from rankkit.testing import check_retriever
+
+    check_retriever(dense_demo, demo.queries)

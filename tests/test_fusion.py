@@ -9,6 +9,7 @@ import pytest
 
 import rankkit as rk
 from rankkit.errors import ConfigError
+from rankkit.testing import check_retriever
 
 # run A ranks d1 > d2 > d3, run B ranks d3 > d1 > d4 (d2 only in A, d4 only in B)
 A = rk.Run({"q": (["d1", "d2", "d3"], [3.0, 2.0, 1.0])}, name="A")
@@ -153,3 +154,9 @@ def test_fused_scores_are_sorted_and_finite():
     fused = rk.fuse_runs([A, B], method="linear", norm="zscore")
     s = fused.scores("q")
     assert np.all(np.isfinite(s)) and np.all(np.diff(s) <= 0)
+
+
+@pytest.mark.parametrize("method", ["rrf", "linear"])
+def test_fusion_meets_the_stage_contract(demo, method):
+    stemmed, plain = rk.BM25.build(demo.corpus), rk.BM25.build(demo.corpus, stemmer=None)
+    check_retriever(rk.fuse(stemmed % 20, plain % 20, method=method, norm="zscore"), demo.queries)

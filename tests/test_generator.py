@@ -10,7 +10,7 @@ from tiny_llm import tiny_llm_dir
 
 import rankkit as rk
 from rankkit.errors import ConfigError, RankkitError
-from rankkit.generators.backends import Backend, Generation
+from rankkit.llm.backends import Backend, Generation
 
 torch = pytest.importorskip("torch")
 LABELS = ["SUPPORT", "CONTRADICT", "NOT_ENOUGH_INFO"]
@@ -57,7 +57,7 @@ def reference_scores(model, tok, prompts, labels):
 
 
 def test_label_scores_equal_unbatched_reference(tiny):
-    from rankkit.generators.hf import TransformersBackend
+    from rankkit.llm.transformers_backend import TransformersBackend
 
     be = TransformersBackend(tiny)
     prompts = [be.render([{"role": "user", "content": "claim " + "word " * n}]) for n in (0, 9, 3, 17, 1)]
@@ -122,7 +122,7 @@ def test_label_configuration_errors(tiny):
         rk.Generator(tiny, mode="summarise")
     with pytest.raises(ConfigError, match="k must be"):
         rk.Generator(tiny, k=-1)
-    with pytest.raises(ConfigError, match="unknown generator backend"):
+    with pytest.raises(ConfigError, match="unknown LLM backend"):
         rk.Generator(tiny, backend="llamacpp")
 
 

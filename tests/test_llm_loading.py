@@ -1,4 +1,4 @@
-"""rankkit.models.load_causal_lm: set up for batched decoding, cached, clear errors; SmolLM2 GGUF."""
+"""rankkit.llm.loading.load_causal_lm: set up for batched decoding, cached, clear errors; SmolLM2 GGUF."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from tiny_llm import tiny_llm_dir
 
 from rankkit.errors import ConfigError, MissingResourceError
-from rankkit.models import chat_prompt, clear_model_cache, load_causal_lm, render_plain
+from rankkit.llm.loading import chat_prompt, clear_model_cache, load_causal_lm, render_plain
 
 torch = pytest.importorskip("torch")
 
@@ -25,6 +25,22 @@ def test_loader_pads_left_and_caches_per_name_and_dtype():
     assert load_causal_lm(path, dtype=torch.bfloat16)[0] is bf16     # same key, either spelling
     with pytest.raises(ConfigError, match="unknown dtype"):
         load_causal_lm(path, dtype="int3")
+
+
+def test_loading_bars_only_on_request(capfd):
+    from transformers.utils import logging as hf_logging
+
+    path = str(tiny_llm_dir())
+    load_causal_lm(path, cache=False)
+    assert "Loading weights" not in capfd.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()                      # the global switch is restored
+    hf_logging.disable_progress_bar()                                # e.g. after quiet_transformers()
+    try:
+        load_causal_lm(path, cache=False, progress=True)
+        assert "Loading weights" in capfd.readouterr().err
+        assert not hf_logging.is_progress_bar_enabled()
+    finally:
+        hf_logging.enable_progress_bar()
 
 
 def test_missing_models_name_what_to_do(tmp_path, monkeypatch):
@@ -48,11 +64,12 @@ def test_plain_rendering_without_a_chat_template():
 
 
 @pytest.mark.slow
-def test_smollm2_gguf_loads_as_plain_weights_and_answers():
+def test_smollm2_gguf_loads_as_plain_weights_and_answers(capfd):
     try:
-        model, tok = load_causal_lm("smollm2")
+        model, tok = load_causal_lm("smollm2", cache=False)
     except MissingResourceError as e:
         pytest.skip(str(e))
+    assert "GGUF" not in capfd.readouterr().err                      # conversion bar silenced
     assert getattr(model, "hf_quantizer", None) is None
     assert not hasattr(model.config, "quantization_config") and model.dtype == torch.float32
     prompt = chat_prompt(tok, [{"role": "user", "content": "What is the capital of France?"}])

@@ -13,7 +13,7 @@ import pytest
 
 import rankkit as rk
 from rankkit.errors import ConfigError
-from rankkit.generators.openai_compat import OpenAIBackend
+from rankkit.llm.openai_compat import OpenAIBackend
 
 CORPUS = rk.Corpus(["d1", "d2"], ["Fleming found penicillin in 1928.", "Light is fast."])
 RUN = rk.Run({q: (["d1", "d2"], [2.0, 1.0]) for q in ("ok", "flaky", "down", "bad")})

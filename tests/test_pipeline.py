@@ -7,6 +7,7 @@ import pytest
 
 import rankkit as rk
 from rankkit.errors import ConfigError, RankkitError
+from rankkit.testing import check_reranker
 
 
 class LengthReranker(rk.Reranker):
@@ -110,3 +111,27 @@ def test_fixed_run_as_stage(demo):
     run = rk.Run.from_dict({"1": {"d01": 1.0}})
     out = rk.RunStage(run)(demo.queries)
     assert out["1"] == [("d01", 1.0)] and out["2"] == []
+
+
+def test_pairwise_reranker_meets_the_stage_contract(demo, bm25):
+    check_reranker(LengthReranker(demo.corpus), demo.queries, (bm25 % 6)(demo.queries))
+
+
+def test_pipeline_and_runner_share_one_stage_loop(demo, bm25):
+    from rankkit.pipeline import run_stages
+    from rankkit.types import Answer, Result
+
+    class FakeGenerator(rk.Stage):
+        name = "generator"
+
+        def transform(self, queries, run):
+            return Result(run=run, answers={q: Answer(q, "x") for q in queries})
+
+    out = run_stages([bm25 % 3, FakeGenerator()], demo.queries)
+    assert set(out.answers) == set(demo.queries) and list(out.timings) == ["0:bm25", "1:generator"]
+    with pytest.raises(RankkitError, match="a generator must be last"):
+        (bm25 % 3 >> FakeGenerator() >> rk.Cutoff(1))(demo.queries)
+    from rankkit.runner import execute
+
+    with pytest.raises(RankkitError, match="a generator must be last"):
+        execute(bm25 % 3 >> FakeGenerator() >> rk.Cutoff(1), demo.queries, progress=False)

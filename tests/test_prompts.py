@@ -7,7 +7,6 @@ import json
 import pytest
 
 from rankkit.errors import ConfigError, DataFormatError
-from rankkit.generators.backends import Backend
 from rankkit.generators.context import build_prompts, water_fill_cap
 from rankkit.generators.prompts import (
     PROMPTS,
@@ -17,6 +16,7 @@ from rankkit.generators.prompts import (
     parse_citations,
     strip_citations,
 )
+from rankkit.llm.backends import Backend
 
 
 def test_passages_are_numbered_from_one():

@@ -11,6 +11,7 @@ from tiny_models import build_tiny_bert  # noqa: E402
 
 import rankkit as rk  # noqa: E402
 from rankkit.errors import ConfigError, MissingResourceError, RankkitError  # noqa: E402
+from rankkit.testing import check_reranker  # noqa: E402
 
 Q = ["aspirin and heart attacks", "vitamin d", "bicycles", "aspirin and heart attacks"]
 D = ["Aspirin lowers infarction risk. " * 20, "Vitamin D was low.", "", "A short doc."]
@@ -172,3 +173,21 @@ def test_bad_interpolation_and_chunk_size(ce_folder):
         rk.CrossEncoder(ce_folder, chunk_size=0, show_progress=False)
     # a model without a tuned weight: "auto" means raw scores
     assert rk.CrossEncoder(ce_folder, interpolate="auto", show_progress=False).interpolate is None
+
+
+def test_meets_the_stage_contract(ce_folder, demo):
+    ce = rk.CrossEncoder(ce_folder, corpus=demo.corpus, max_length=64, show_progress=False)
+    check_reranker(ce, demo.queries, (rk.BM25.build(demo.corpus) % 6)(demo.queries))
+    assert ce.stats["pairs"] > 0 and ce.stats["calls"] >= 1
+
+
+def test_registry_builds_the_same_cross_encoder(ce_folder, demo):
+    first = (rk.BM25.build(demo.corpus) % 5)(demo.queries)
+    direct = rk.CrossEncoder(ce_folder, corpus=demo.corpus, max_length=64, show_progress=False)
+    by_name = rk.make_reranker("cross-encoder", model=ce_folder, corpus=demo.corpus, max_length=64,
+                               show_progress=False, interpolate="auto")
+    assert isinstance(by_name, rk.CrossEncoder) and by_name.interpolate is None  # no tuned weight
+    assert by_name(demo.queries, first) == direct(demo.queries, first)
+    assert rk.make_reranker("cross-encoder", model=ce_folder, dtype="bf16").params()["dtype"] == "bfloat16"
+    assert rk.CrossEncoder(ce_folder, dtype="float32").dtype is None
+

@@ -121,11 +121,16 @@ def test_options_parse_as_yaml_and_unknown_options_fail(demo, tmp_path):
     assert build_stage(load_pipeline_module(strict), demo, {"depth": 4}).k == 4
 
 
-@pytest.mark.skipif(HAS_CE, reason="rk.CrossEncoder is installed")
-def test_cross_encoder_pipeline_says_what_is_missing(demo):
+def test_cross_encoder_pipeline_says_what_is_missing(demo, monkeypatch):
+    from rankkit.rerankers.registry import RERANKERS
+
+    monkeypatch.setitem(RERANKERS, "cross-encoder", "rankkit.rerankers.not_installed:CrossEncoder")
     module = load_pipeline_module(ROOT / "pipelines" / "bm25_ce_generate.py")
-    with pytest.raises(rk.MissingResourceError, match="rk.CrossEncoder is not part"):
+    with pytest.raises(rk.MissingResourceError, match="reranker 'cross-encoder' is not available: "
+                                                      "module rankkit.rerankers.not_installed"):
         build_stage(module, demo, {})
+    with pytest.raises(ConfigError, match="unknown reranker 'listwise-typo'"):
+        build_stage(module, demo, {"reranker_name": "listwise-typo"})
 
 
 @pytest.mark.skipif(not HAS_CE, reason="rk.CrossEncoder (issue 5) is not in this checkout")
@@ -165,9 +170,11 @@ class StandInCrossEncoder(rk.Reranker):
 
     name = "cross-encoder"
 
-    def __init__(self, model="stand-in-default", corpus=None, show_progress=True, interpolate=None):
+    def __init__(self, model="stand-in-default", corpus=None, show_progress=True):
         self.model, self.corpus = model, corpus
-        assert interpolate == "auto"  # the pipelines ask for the model's own tuned mix
+
+    def tuned_interpolation(self):
+        return 1.0  # what interpolate="auto" gives: the reranker's own order
 
     def score_pairs(self, query_texts, qidx, docids):
         return [float(d[1:]) for d in docids]
@@ -175,20 +182,16 @@ class StandInCrossEncoder(rk.Reranker):
 
 @pytest.fixture()
 def stand_in_ce(monkeypatch):
-    import importlib.machinery
-    import types
+    from rankkit.rerankers.registry import RERANKERS
 
-    mod = types.ModuleType("rankkit.rerankers.cross_encoder")
-    mod.__spec__ = importlib.machinery.ModuleSpec(mod.__name__, None)
-    mod.CrossEncoder = StandInCrossEncoder
-    monkeypatch.setitem(sys.modules, mod.__name__, mod)
-    monkeypatch.setattr(rk, "CrossEncoder", StandInCrossEncoder, raising=False)
-    return mod
+    monkeypatch.setitem(RERANKERS, "cross-encoder", StandInCrossEncoder)
+    return StandInCrossEncoder
 
 
 def test_reranked_order_reaches_the_generator(stand_in_ce, demo, tiny):
     module = load_pipeline_module(ROOT / "pipelines" / "bm25_ce_generate.py")
-    assert build_stage(module, demo, {}).stages[1].model == "stand-in-default"
+    default = build_stage(module, demo, {}).stages[1]
+    assert default.model == "stand-in-default" and default.interpolate == 1.0  # the pipelines ask for "auto"
     stage = build_stage(module, demo, {"reranker": "any-ce", "model": tiny, "max_new_tokens": 2})
     assert [s.name for s in stage.stages] == ["bm25", "cross-encoder", "cutoff", "generator"]
     result = execute(stage, demo.queries, progress=False)

@@ -8,6 +8,7 @@ import sys
 import types
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
 
 import rankkit as rk
@@ -91,3 +92,22 @@ def test_vllm_glue_generates_and_scores_labels(fake_vllm, tmp_path):
     assert b.label_scores == pytest.approx({"AB": -0.6, "BBB": -0.3}) and b.label == "BBB"
     inputs, params = clf.backend.llm.calls[-1]
     assert params["prompt_logprobs"] == 0 and len(inputs) == 2
+
+
+def test_vllm_next_token_logprobs_reads_each_candidate_after_the_prompt(fake_vllm, tmp_path):
+    from rankkit.errors import ConfigError
+    from rankkit.llm import make_backend
+
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    be = make_backend("vllm", str(model_dir))
+    assert be.token_ids(["B", "CD"]) == [[ord("B")], [ord("C"), ord("D")]]
+    cands = [ord("B"), ord("C")]
+    scores = be.next_token_logprobs(["head: x", "head: yy"], cands, batch_size=4, shared_prefix="head: ")
+    # the fake engine gives 'B' tokens -0.1 and every other token -0.5
+    np.testing.assert_allclose(scores, [[-0.1, -0.5], [-0.1, -0.5]])
+    inputs, params = be.llm.calls[-1]
+    assert params["prompt_logprobs"] == 0 and params["max_tokens"] == 1
+    assert [i["prompt_token_ids"] for i in inputs[:2]] == [[ord(c) for c in "head: x"] + [c] for c in cands]
+    with pytest.raises(ConfigError, match="prompt 0 does not start with shared_prefix"):
+        be.next_token_logprobs(["other"], cands, batch_size=4, shared_prefix="head: ")

@@ -21,14 +21,15 @@ def demo(
     from ..demo import load_demo
     from ..errors import MissingResourceError
     from ..evaluation import evaluate
-    from ..generators.hf import Generator
-    from ..recipes import NoRerank, cross_encoder
+    from ..generators.generator import Generator
+    from ..recipes import NoRerank
+    from ..recipes import reranker as reranking_stage
     from ..retrievers.bm25 import BM25
 
     ds = load_demo()
     bm25 = BM25.build(ds.corpus)
     try:
-        rerank = cross_encoder(reranker, corpus=ds.corpus, show_progress=False)
+        rerank = reranking_stage(model=reranker, corpus=ds.corpus, show_progress=False)
     except MissingResourceError as e:
         typer.secho(f"note: no cross-encoder reranking ({e}); the BM25 order is kept", fg="yellow")
         rerank = NoRerank()

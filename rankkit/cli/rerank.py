@@ -1,9 +1,15 @@
-"""``rankkit rerank RUN --corpus ... --queries ... --model ... --out RUN``."""
+"""``rankkit rerank RUN --corpus ... --queries ... [--reranker NAME] --model ... --out RUN``.
+
+The reranker is resolved by name through ``rankkit.rerankers.registry``
+(``cross-encoder`` by default, any registered name, or ``package.module:Class``);
+``-o key=value`` passes further options to its constructor.
+"""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -16,48 +22,68 @@ def rerank(
     run: Path = typer.Argument(..., help="TREC run file with the candidates"),
     corpus: Path = typer.Option(..., help="corpus: BEIR corpus.jsonl or folder, TREC docs, TSV"),
     queries: Path = typer.Option(..., help="queries: BEIR queries.jsonl or folder, TREC topics, qid<TAB>text"),
-    model: str = typer.Option("minilm-scifact", help="cross-encoder: HF id or folder, rankkit adapter folder, or named model"),
     out: Path = typer.Option(..., help="TREC run file to write"),
+    reranker: str = typer.Option("cross-encoder", help="registered reranker name (cross-encoder, bi-encoder, "
+                                                       "...) or package.module:Class"),
+    model: str = typer.Option(None, help="the reranker's model: HF id or folder, rankkit adapter folder, or "
+                                         "named model (default: the reranker's own, minilm-scifact for "
+                                         "the cross-encoder)"),
     k: int = typer.Option(100, min=1, help="rerank the top k candidates of each query"),
     max_length: int = typer.Option(None, min=8, help="token window (query + document)"),
-    batch_size: int = typer.Option(32, min=1),
+    batch_size: int = typer.Option(None, min=1, help="pairs per forward pass"),
     split: str = typer.Option(None, help="with a BEIR folder: only queries judged in this split"),
     interpolate: str = typer.Option(None, help="mix with the first stage: (1-w)*z(run) + w*z(model) per query; "
                                                 "a weight w, or 'auto' for the model's own tuned weight"),
     dtype: str = typer.Option(None, help="float32 (default), bfloat16 or float16"),
+    option: list[str] = typer.Option([], "--option", "-o", help="key=value passed to the reranker "
+                                                                  "(value read as YAML); repeatable"),
     tag: str = typer.Option("rerank", help="run tag (6th column)"),
-    quiet: bool = typer.Option(False, help="no progress bar"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+    verbose: bool = typer.Option(False, "--verbose", help="show other libraries' warnings and progress bars"),
     as_json: bool = typer.Option(False, "--json", help="print a JSON summary"),
 ) -> None:
-    """Rescore each query's top-k candidates with a cross-encoder and write a TREC run."""
+    """Rescore each query's top-k candidates with a reranker and write a TREC run."""
     from ..datasets import read_corpus
-    from ..rerankers.cross_encoder import CrossEncoder
+    from ..quiet import silence_third_party
+    from ..rerankers.registry import make_reranker, reranker_class, reranker_options
     from ..types import Run
 
-    weight = _weight(interpolate)
+    silence_third_party(verbose)
+    weight = _weight(interpolate)  # checked before any model loads, so a typo costs nothing
+    options = _options(option)
+    for key, value in (("max_length", max_length), ("batch_size", batch_size), ("dtype", dtype)):
+        if value is not None:
+            options[key] = value
+    accepted = reranker_options(reranker_class(reranker))
+    if accepted is None or "show_progress" in accepted:
+        options.setdefault("show_progress", not quiet)
     qs = load_queries(queries, split)
     docs = read_corpus(corpus)
     first = Run.read_trec(run).with_queries(qs).top(k)
-    ce = CrossEncoder(model, max_length=max_length, batch_size=batch_size, show_progress=not quiet,
-                      corpus=docs, dtype=dtype, interpolate=weight)
+    stage = make_reranker(reranker, model=model, corpus=docs, interpolate=weight, **options)
     t0 = time.perf_counter()
-    out_run = ce(qs, first)
+    out_run = stage(qs, first)
     secs = time.perf_counter() - t0
     out_run.write_trec(out, tag=tag)
-    summary = {"queries": len(out_run), "pairs": out_run.num_hits(), "seconds": round(secs, 1),
-               "pairs_per_second": round(out_run.num_hits() / max(secs, 1e-9), 1),
-               "truncated_pairs": ce.stats["truncated"], "empty_documents": ce.stats["empty"], "out": str(out)}
+    stats = getattr(stage, "stats", {})
+    summary: dict[str, Any] = {"reranker": reranker, "queries": len(out_run), "pairs": out_run.num_hits(),
+                               "seconds": round(secs, 1),
+                               "pairs_per_second": round(out_run.num_hits() / max(secs, 1e-9), 1)}
+    for key, name in (("truncated", "truncated_pairs"), ("empty", "empty_documents")):
+        if key in stats:
+            summary[name] = stats[key]
+    summary["out"] = str(out)
     if as_json:
         echo_json(summary)
     else:
-        typer.echo(f"reranked {summary['pairs']} pairs of {summary['queries']} queries in {summary['seconds']} s "
-                   f"({summary['pairs_per_second']} pairs/s; {summary['truncated_pairs']} documents truncated) -> {out}")
+        extra = f"; {summary['truncated_pairs']} documents truncated" if "truncated_pairs" in summary else ""
+        typer.echo(f"reranked {summary['pairs']} pairs of {summary['queries']} queries with {reranker} in "
+                   f"{summary['seconds']} s ({summary['pairs_per_second']} pairs/s{extra}) -> {out}")
 
 
 def _weight(text: str | None) -> float | str | None:
-    """Checked before any model loads, so a typo costs nothing."""
     from ..errors import ConfigError
-    from ..pipeline import check_interpolation
+    from ..rerankers.base import check_interpolation
 
     if text is None or text == "auto":
         return text
@@ -65,3 +91,19 @@ def _weight(text: str | None) -> float | str | None:
         return check_interpolation(text)
     except ConfigError as e:
         raise typer.BadParameter(f"--interpolate: {e}") from None
+
+
+def _options(items: list[str]) -> dict[str, Any]:
+    """``["k=3", "labels=[A, B]"]`` -> ``{"k": 3, "labels": ["A", "B"]}`` (values read as YAML)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"--option {item!r} is not key=value")
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            out[key.strip()] = value
+    return out

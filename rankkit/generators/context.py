@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .backends import Backend, Messages
+from ..llm.backends import Backend, Messages
 from .prompts import PromptTemplate
 
 

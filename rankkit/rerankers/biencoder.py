@@ -8,6 +8,11 @@ distinct candidate document once per call, from ``corpus``.
 
 >>> pipe = bm25 % 100 >> rk.BiEncoderReranker(dense)      # or dense.as_reranker()
 >>> pipe = bm25 % 100 >> rk.BiEncoderReranker("minilm", corpus=corpus)
+
+Registered as ``"bi-encoder"`` (``rankkit rerank --reranker bi-encoder --model minilm``).
+This module never imports ``retrievers.dense``: an index with stored vectors is
+recognised by what it offers (:func:`stores_vectors`), so the dependency runs one
+way only (``dense.as_reranker`` builds this class; this class does not know dense).
 """
 
 from __future__ import annotations
@@ -17,11 +22,20 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, RankkitError
-from ..pipeline import Reranker
 from ..types import Corpus
+from .base import Reranker
 
 #: candidate rows scored per block (bounds the gathered (rows x dim) arrays)
 _BLOCK = 65536
+
+
+def stores_vectors(index: Any) -> bool:
+    """Whether ``index`` is a dense index with stored document vectors (a ``DenseRetriever``).
+
+    Checked on the class (``embeddings`` is a property that fails when no vectors are stored).
+    """
+    return all(callable(getattr(type(index), a, None)) for a in ("rows", "encode_queries")) \
+        and hasattr(type(index), "embeddings")
 
 
 class BiEncoderReranker(Reranker):
@@ -32,11 +46,10 @@ class BiEncoderReranker(Reranker):
     def __init__(self, model: Any = "minilm", corpus: Any = None, batch_size: int = 32,
                  query_prefix: str | None = None, doc_prefix: str | None = None,
                  show_progress: bool = False, device: str | None = None):
-        from ..retrievers.dense import DenseRetriever
         from ..retrievers.encoder import SentenceEncoder
 
-        self.dense: DenseRetriever | None = None
-        if isinstance(model, DenseRetriever):
+        self.dense: Any = None
+        if stores_vectors(model):
             self.dense = model
             self.encoder = model.encoder
             self.embeddings = model.embeddings  # fails now, not mid-pipeline, if none are stored

@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from ..dtypes import dtype_name, torch_dtype
 from ..errors import ConfigError, MissingResourceError, RankkitError
-from ..pipeline import Reranker, check_interpolation
 from ..types import Corpus
+from .base import Reranker
 from .cls_only import cls_only_last_layer
 
 log = logging.getLogger(__name__)
@@ -59,12 +60,12 @@ def load_cross_encoder(model: str | os.PathLike, num_labels: int | None = None) 
 
     from ..folders import load_reranker, read_manifest
     from ..models import missing_model_error, resolve_model
-    from ..quiet import quiet_transformers as _quiet_transformers
+    from ..quiet import quiet_transformers
 
     ref = resolve_model(model)
     if ref.path is not None and ref.path.is_dir() and read_manifest(ref.path) is not None:
         return load_reranker(ref.path, merged=True)
-    _quiet_transformers()
+    quiet_transformers()
     where = _hf_folder(ref.path) if ref.path is not None else ref.location
     kwargs = {"num_labels": num_labels} if num_labels else {}
     try:
@@ -119,7 +120,7 @@ class CrossEncoder(Reranker):
         self.corpus = _text_source(corpus)
         self.model, self.tokenizer, self.manifest = load_cross_encoder(model)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.dtype = _dtype(dtype)
+        self.dtype = _low_precision(dtype)
         self.model.to(self.device)
         if self.dtype is not None and self.device.type != "cpu":
             self.model.to(self.dtype)
@@ -134,15 +135,17 @@ class CrossEncoder(Reranker):
         self.show_progress = show_progress
         self.num_special = self.tokenizer.num_special_tokens_to_add(pair=True)
         self.cls_only = cls_only
-        if interpolate == "auto":  # the weight tuned for this model and saved in its rankkit.json, if any
-            interpolate = self.manifest.get("interpolate")
-        self.interpolate = check_interpolation(interpolate)
+        self.interpolate = self.resolve_interpolation(interpolate)
         self.compile = bool(compile)
         self._compiled: Any = None
         self.chunk_size = int(chunk_size)
         self._uses_types = "token_type_ids" in getattr(self.tokenizer, "model_input_names", ())
         self._pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.stats = {"pairs": 0, "truncated": 0, "empty": 0, "query_truncated": 0}
+
+    def tuned_interpolation(self) -> float | None:
+        """``interpolate="auto"``: the weight tuned for this model and saved in its rankkit.json, if any."""
+        return self.manifest.get("interpolate")
 
     # ------------------------------------------------------------------ Stage API
     def score_pairs(self, query_texts: list[str], qidx: np.ndarray, docids: np.ndarray) -> np.ndarray:
@@ -266,7 +269,7 @@ class CrossEncoder(Reranker):
         p: dict[str, Any] = {"model": self.model_name, "max_length": self.max_length,
                              "batch_size": self.batch_size}
         if self.dtype is not None:
-            p["dtype"] = str(self.dtype).replace("torch.", "")
+            p["dtype"] = dtype_name(self.dtype)
         if self.compile:
             p["compile"] = True
         if self.interpolate is not None:
@@ -282,21 +285,12 @@ class _null:
         return None
 
 
-def _dtype(name: Any) -> Any:
+def _low_precision(dtype: Any) -> Any:
+    """The ``torch.dtype`` to run in, or None for full precision (float32, "auto", None)."""
     import torch
 
-    if name in (None, "float32", "fp32", torch.float32, "auto"):
-        return None
-    if isinstance(name, torch.dtype):
-        return name
-    table = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
-    if str(name) not in table:
-        raise ConfigError(f"unknown dtype {name!r} (choose float32, bfloat16, float16)")
-    return table[str(name)]
-
-
-def missing_base_hint(folder: Path) -> str:  # pragma: no cover - used in messages only
-    return f"see {folder / 'rankkit.json'} for the base model it needs"
+    dt = torch_dtype(dtype)
+    return None if dt in (None, torch.float32) else dt
 
 
 __all__ = ["CrossEncoder", "load_cross_encoder", "DEFAULT_MODEL", "MissingResourceError"]

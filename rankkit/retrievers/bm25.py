@@ -183,10 +183,8 @@ class BM25(Retriever):
         else:
             rows = search(tokens)
         bar.close()
-        out = Run(name=self.name)
-        out._r = {qid: (self.docids[d], s.astype(np.float64))
-                  for qid, (d, s) in zip(queries.ids, rows, strict=True)}
-        return out
+        return Run.from_sorted({qid: (self.docids[d], s.astype(np.float64))
+                                for qid, (d, s) in zip(queries.ids, rows, strict=True)}, name=self.name)
 
     def params(self) -> dict[str, Any]:
         p = {"backend": "bm25s", **{k: self.config.get(k) for k in ("k1", "b", "stemmer", "stopwords")}}

@@ -227,9 +227,7 @@ class DenseRetriever(Retriever):
             for qid, row_labels, row_scores in zip(qids[start:start + _SEARCH_CHUNK], labels, scores):
                 keep = row_labels >= 0  # approximate indexes pad missing results with -1
                 rankings[qid] = (self.docids[row_labels[keep]], row_scores[keep].astype(np.float64))
-        out = Run(name=self.name)
-        out._r = rankings
-        return out
+        return Run.from_sorted(rankings, name=self.name)
 
     def search_vectors(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """faiss search of encoded queries: (scores, row labels), -1 where fewer than k."""

@@ -243,9 +243,7 @@ class LuceneBM25(Retriever):
             row = hits.get(qid, empty)
             rankings[qid] = (np.array([h.docid for h in row], dtype=object),
                              np.array([h.score for h in row], dtype=np.float64))
-        out = Run(name=self.name)
-        out._r = rankings
-        return out
+        return Run.from_sorted(rankings, name=self.name)
 
     def params(self) -> dict[str, Any]:
         p = {"backend": "lucene", **{k: self.config.get(k) for k in ("k1", "b", "stemmer", "stopwords")}}

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, MissingResourceError
-from .backends import Backend, Generation, Messages
+from .backends import Backend, Generation, Messages, check_candidates, split_prefix
 
 
 def _import_vllm() -> Any:
@@ -57,7 +57,7 @@ class VLLMBackend(Backend):
         return self.llm.get_tokenizer()
 
     def render(self, messages: Messages) -> str:
-        from ..models import chat_prompt
+        from .loading import chat_prompt
 
         return chat_prompt(self.tokenizer, messages)
 
@@ -72,6 +72,9 @@ class VLLMBackend(Backend):
         config = getattr(getattr(self.llm, "llm_engine", None), "model_config", None)
         window = getattr(config, "max_model_len", None)
         return int(window) if window else None
+
+    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        return [list(self.tokenizer.encode(t, add_special_tokens=False)) for t in texts]
 
     def _prompt_ids(self, prompt: str) -> list[int]:
         templated = bool(getattr(self.tokenizer, "chat_template", None))
@@ -102,3 +105,31 @@ class VLLMBackend(Backend):
             start = len(ids) - len(li)
             scores[r] = sum(o.prompt_logprobs[t][ids[t]].logprob for t in range(start, len(ids)))
         return scores.reshape(len(prompts), len(labels)), [None] * len(prompts)
+
+    def next_token_logprobs(self, prompts: Sequence[str], candidate_ids: Sequence[int],
+                            batch_size: int, shared_prefix: str | None = None,
+                            progress: bool = False) -> np.ndarray:
+        """Each prompt followed by each candidate, read through ``prompt_logprobs``: exact
+        full-vocabulary log-probs (sampled ``logprobs`` only cover the top k).
+
+        C sequences per prompt; vLLM schedules them together. ``shared_prefix`` is
+        checked and tokenised as for the transformers backend; reusing its KV is
+        left to vLLM's prefix caching.
+        """
+        cands = check_candidates(candidate_ids)
+        if not prompts:
+            return np.zeros((0, len(cands)), dtype=np.float32)
+        if shared_prefix:
+            rests = split_prefix(prompts, shared_prefix)
+            head = self._prompt_ids(shared_prefix)
+            prompt_ids = [head + self.tokenizer.encode(r, add_special_tokens=False) for r in rests]
+        else:
+            prompt_ids = [self._prompt_ids(p) for p in prompts]
+        inputs = [{"prompt_token_ids": p + [c]} for p in prompt_ids for c in cands]
+        params = self._vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+        outs = self.llm.generate(inputs, params, use_tqdm=progress)
+        scores = np.empty(len(inputs), dtype=np.float32)
+        for r, (o, inp) in enumerate(zip(outs, inputs)):
+            ids = inp["prompt_token_ids"]
+            scores[r] = o.prompt_logprobs[len(ids) - 1][ids[-1]].logprob
+        return scores.reshape(len(prompts), len(cands))

@@ -1,16 +1,16 @@
-"""``Generator``: the last stage of a RAG pipeline, and the transformers backend.
+"""``Generator``: the last stage of a RAG pipeline.
 
     pipe = rk.BM25.build(ds.corpus) % 100 >> rk.Generator("smollm2", corpus=ds.corpus, k=3)
     result = pipe(ds.queries)          # result.answers[qid].text / .citations
 
 Two modes over the same prompts: ``"answer"`` generates free text whose ``[n]``
 citations are mapped back to docids; ``"classify"`` scores a fixed label set by
-the model's likelihood (no output parsing, so no parsing failures).
+the model's likelihood (no output parsing, so no parsing failures). The LLM
+itself runs in a :mod:`rankkit.llm` backend.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, RankkitError
+from ..llm.backends import Backend, Messages, make_backend
 from ..pipeline import Stage
 from ..types import Answer, Corpus, Queries, Result, Run
-from .backends import Backend, Generation, Messages, make_backend
 from .context import build_prompts
 from .prompts import load_prompt, map_citations
 
@@ -238,212 +238,3 @@ def _text_source(corpus: Any) -> Corpus | Callable[[str], str] | None:
     if callable(corpus):
         return corpus
     raise ConfigError(f"corpus= takes a Corpus, a mapping or a function, not {type(corpus).__name__}")
-
-
-# ------------------------------------------------------------------------ backend
-class TransformersBackend(Backend):
-    """Local HF causal LM (GGUF or safetensors): batched ``generate`` and label log-likelihoods.
-
-    ``model`` is a name for :func:`rankkit.models.load_causal_lm` (loaded on first
-    use, shared through its cache) or an already-loaded model, with ``tokenizer``.
-    """
-
-    name = "transformers"
-
-    def __init__(self, model: Any = "smollm2", tokenizer: Any = None, dtype: Any = "auto",
-                 device: str | None = None):
-        if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
-            from ..models import _dtype_name, resolve_model
-
-            resolve_model(model)  # a missing model fails here, before any heavy import
-            self.model_name, self._dtype, self._device = str(model), _dtype_name(dtype), device
-            self._model = self._tok = None
-        else:
-            if tokenizer is None:
-                raise ConfigError("pass tokenizer= together with a loaded model")
-            from ..models import prepare_tokenizer
-
-            self._model, self._tok = model, prepare_tokenizer(tokenizer, model)
-            self.model_name = getattr(model.config, "name_or_path", type(model).__name__)
-
-    def load(self) -> None:
-        self._load()
-
-    def _load(self) -> tuple[Any, Any]:
-        if self._model is None:
-            from ..models import load_causal_lm
-
-            self._model, self._tok = load_causal_lm(self.model_name, self._dtype, self._device)
-        return self._model, self._tok
-
-    @property
-    def model(self) -> Any:
-        return self._load()[0]
-
-    @property
-    def tokenizer(self) -> Any:
-        return self._load()[1]
-
-    # -------------------------------------------------------------- text side
-    def render(self, messages: Messages) -> str:
-        from ..models import chat_prompt
-
-        return chat_prompt(self.tokenizer, messages)
-
-    def _special(self) -> bool:
-        # a chat template already writes the special tokens; plain prompts need them added
-        return not getattr(self.tokenizer, "chat_template", None)
-
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        if not texts:
-            return []
-        ids = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-        return [len(x) for x in ids]
-
-    def truncate(self, text: str, n_tokens: int) -> str:
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"][:max(0, n_tokens)]
-        return self.tokenizer.decode(ids)
-
-    def context_window(self) -> int | None:
-        cfg = self.model.config
-        window = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
-        tok_max = getattr(self.tokenizer, "model_max_length", None)
-        if tok_max and tok_max < 1_000_000:
-            window = min(window, tok_max) if window else tok_max
-        return window
-
-    def encode(self, prompts: Sequence[str]) -> list[list[int]]:
-        if not prompts:
-            return []
-        return self.tokenizer(list(prompts), add_special_tokens=self._special())["input_ids"]
-
-    def _batches(self, ids: list[list[int]], batch_size: int, progress: bool, desc: str):
-        """Length-sorted batches (longest first) as ``(rows, input_ids, attention_mask)``."""
-        import torch
-        from tqdm.auto import tqdm
-
-        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
-        pad = self.tokenizer.pad_token_id
-        for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress,
-                          unit="batch", leave=False):
-            rows = order[start:start + batch_size]
-            width = max(len(ids[i]) for i in rows)
-            input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(rows), width), dtype=torch.long)
-            for r, i in enumerate(rows):  # left padding
-                n = len(ids[i])
-                input_ids[r, width - n:] = torch.tensor(ids[i], dtype=torch.long)
-                mask[r, width - n:] = 1
-            device = self.model.device
-            yield rows, input_ids.to(device), mask.to(device)
-
-    # -------------------------------------------------------------- generation
-    def generate(self, prompts: Sequence[str], messages: Sequence[Messages], max_new_tokens: int,
-                 batch_size: int, progress: bool = False, **kwargs: Any) -> list[Generation]:
-        import torch
-
-        model, tok = self._load()
-        ids = self.encode(prompts)
-        out: list[Generation | None] = [None] * len(ids)
-        settings = {"do_sample": False, "max_new_tokens": max_new_tokens,
-                    "pad_token_id": tok.pad_token_id, **kwargs}
-        if not settings["do_sample"]:
-            # greedy: silence sampling defaults a generation config may carry
-            settings.update(temperature=None, top_p=None, top_k=None)
-        stop = eos_ids(model, tok)
-        with torch.inference_mode():
-            for rows, input_ids, mask in self._batches(ids, batch_size, progress, "generate"):
-                gen = model.generate(input_ids=input_ids, attention_mask=mask, **settings)
-                new = gen[:, input_ids.shape[1]:].cpu()
-                lengths = generated_lengths(new, stop)
-                texts = tok.batch_decode([row[:n] for row, n in zip(new, lengths)],
-                                         skip_special_tokens=True)
-                for i, text, n in zip(rows, texts, lengths):
-                    out[i] = Generation(text=text, n_tokens=int(n))
-        return [g for g in out if g is not None]
-
-    # ---------------------------------------------------------- label scoring
-    def score_labels(self, prompts: Sequence[str], labels: Sequence[str], batch_size: int,
-                     progress: bool = False) -> tuple[np.ndarray, list[str | None]]:
-        """Sum of label-token log-probs: one forward pass over the prompts of a batch,
-        then one short pass over every label continuation reusing their KV cache."""
-        import torch
-
-        model, tok = self._load()
-        label_ids = [tok(lab, add_special_tokens=False)["input_ids"] for lab in labels]
-        for lab, li in zip(labels, label_ids):
-            if not li:
-                raise ConfigError(f"label {lab!r} encodes to no tokens")
-        n_lab, longest = len(labels), max(len(li) for li in label_ids)
-        first = torch.tensor([li[0] for li in label_ids])
-        pad = tok.pad_token_id
-        # continuation inputs (label[:-1]) and targets (label[1:]), right-padded: [L, M]
-        m = longest - 1
-        cont_in = torch.full((n_lab, max(m, 1)), pad, dtype=torch.long)
-        cont_tgt = torch.zeros((n_lab, max(m, 1)), dtype=torch.long)
-        cont_mask = torch.zeros((n_lab, max(m, 1)), dtype=torch.long)
-        for j, li in enumerate(label_ids):
-            k = len(li) - 1
-            if k:
-                cont_in[j, :k] = torch.tensor(li[:-1])
-                cont_tgt[j, :k] = torch.tensor(li[1:])
-                cont_mask[j, :k] = 1
-        ids = self.encode(prompts)
-        scores = np.full((len(ids), n_lab), np.nan)
-        keep = _logits_to_keep_arg(model)
-        with torch.inference_mode():
-            for rows, input_ids, mask in self._batches(ids, batch_size, progress, "classify"):
-                b = len(rows)
-                pos = (mask.cumsum(-1) - 1).clamp(min=0)
-                out = model(input_ids=input_ids, attention_mask=mask, position_ids=pos,
-                            use_cache=m > 0, **({keep: 1} if keep else {}))
-                last = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
-                total = last[:, first.to(last.device)]                       # [B, L]
-                if m > 0:
-                    cache = out.past_key_values
-                    cache.batch_repeat_interleave(n_lab)                     # rows b*L + j
-                    dev = input_ids.device
-                    attn = torch.cat([mask.repeat_interleave(n_lab, 0),
-                                      cont_mask.to(dev).repeat(b, 1)], dim=1)
-                    start = mask.sum(-1).repeat_interleave(n_lab)[:, None]
-                    cpos = start + torch.arange(cont_in.shape[1], device=dev)[None, :]
-                    out2 = model(input_ids=cont_in.to(dev).repeat(b, 1), attention_mask=attn,
-                                 position_ids=cpos, past_key_values=cache, use_cache=False)
-                    logp = torch.log_softmax(out2.logits.float(), dim=-1)
-                    tgt = cont_tgt.to(dev).repeat(b, 1)
-                    picked = logp.gather(-1, tgt[..., None]).squeeze(-1) * cont_mask.to(dev).repeat(b, 1)
-                    total = total + picked.sum(-1).view(b, n_lab)
-                scores[rows] = total.cpu().numpy()
-        return scores, [None] * len(ids)
-
-    def describe(self) -> dict[str, Any]:
-        return {"backend": self.name, "model": self.model_name}
-
-
-def eos_ids(model: Any, tokenizer: Any) -> set[int]:
-    """Token ids that end a generation (the generation config's eos, else the tokenizer's)."""
-    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    if eos is None:
-        eos = tokenizer.eos_token_id
-    return set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
-
-
-def generated_lengths(new_tokens: Any, stop: set[int]) -> list[int]:
-    """Tokens generated per row: up to and including the first stop token (padding excluded)."""
-    out = []
-    for row in new_tokens.tolist():
-        n = len(row)
-        for j, t in enumerate(row):
-            if t in stop:
-                n = j + 1
-                break
-        out.append(n)
-    return out
-
-
-def _logits_to_keep_arg(model: Any) -> str | None:
-    params = inspect.signature(model.forward).parameters
-    for name in ("logits_to_keep", "num_logits_to_keep"):
-        if name in params:
-            return name
-    return None

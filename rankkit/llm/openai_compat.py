@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, RankkitError
-from ..models import render_plain
 from .backends import Backend, Generation, Messages, approx_tokens
+from .loading import render_plain
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
@@ -153,6 +153,13 @@ class OpenAIBackend(Backend):
             errs = [e for _, e in results[i * len(labels):(i + 1) * len(labels)] if e]
             errors.append(errs[0] if errs else None)
         return scores, errors
+
+    def next_token_logprobs(self, prompts: Sequence[str], candidate_ids: Sequence[int],
+                            batch_size: int, shared_prefix: str | None = None,
+                            progress: bool = False) -> np.ndarray:
+        raise ConfigError("the 'openai' backend cannot give next-token log-probs of chosen tokens "
+                          "(an endpoint's top_logprobs cannot be restricted to candidates); use "
+                          "backend='transformers' or backend='vllm'")
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "model": self.model_name, "base_url": self.base_url}
