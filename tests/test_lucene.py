@@ -15,7 +15,7 @@ import sys
 import pytest
 
 import rankkit as rk
-from rankkit.retrievers.bm25 import read_manifest
+from rankkit.folders import require_manifest as read_manifest
 
 from conftest import DEMO, ROOT
 

@@ -18,9 +18,9 @@ INDEX_KINDS: dict[str, str] = {
 def load_index(folder: PathLike, **kwargs: Any) -> Any:
     """Load any rankkit index folder (BM25, dense, ...) as a retriever stage."""
     from ..errors import ConfigError
-    from .bm25 import read_manifest
+    from ..folders import require_manifest
 
-    kind = read_manifest(folder).get("kind")
+    kind = require_manifest(folder).get("kind")
     if kind not in INDEX_KINDS:
         raise ConfigError(f"{folder}: unknown index kind {kind!r} (known: {', '.join(INDEX_KINDS)})")
     module, cls = INDEX_KINDS[kind].split(":")

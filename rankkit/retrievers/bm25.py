@@ -28,8 +28,6 @@ BACKENDS: dict[str, str] = {
     "lucene": "rankkit.retrievers.lucene:LuceneBM25",
 }
 
-#: old name of :func:`rankkit.folders.require_manifest` (lucene.py and ``load_index`` import it from here)
-read_manifest = require_manifest
 
 
 def _backend_class(name: str) -> type:

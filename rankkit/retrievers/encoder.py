@@ -12,7 +12,6 @@ were used, a fingerprint of the weights, and a count of truncated texts.
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from typing import Any
 
@@ -108,15 +107,10 @@ class SentenceEncoder:
         apart, so an index is never searched with a different model's vectors.
         """
         if self._fingerprint is None:
-            h = hashlib.sha256()
-            h.update(f"{self.dimension}|{self.max_seq_length}|{self.normalisation}".encode())
-            for name, p in self.model.state_dict().items():
-                flat = p.detach().reshape(-1)
-                h.update(name.encode())
-                h.update(str(tuple(p.shape)).encode())
-                sample = flat[:: max(1, flat.numel() // 64)][:64]
-                h.update(sample.float().cpu().numpy().tobytes())
-            self._fingerprint = h.hexdigest()[:16]
+            from ..folders import model_fingerprint
+
+            self._fingerprint = model_fingerprint(
+                self.model, f"{self.dimension}|{self.max_seq_length}|{self.normalisation}")
         return self._fingerprint
 
     def describe(self) -> dict[str, Any]:

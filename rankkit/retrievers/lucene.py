@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, MissingResourceError, RankkitError
+from ..folders import require_manifest, write_manifest
 from ..io import PathLike, atomic_dir
 from ..pipeline import Retriever
 from ..types import Corpus, Queries, Run
 
 INSTALL_HINT = "pip install 'rankkit[lucene]'"
-MANIFEST = "rankkit.json"
 #: rankkit stemmer name -> Anserini ``-stemmer`` value (Lucene has no Snowball "english")
 STEMMERS: dict[Any, str] = {"english": "porter", "en": "porter", "porter": "porter",
                             "krovetz": "krovetz", None: "none", False: "none", "none": "none"}
@@ -203,16 +203,14 @@ class LuceneBM25(Retriever):
                 shutil.copy2(self.folder / "stopwords.txt", tmp / "stopwords.txt")
             manifest = {"kind": "bm25", "backend": "lucene", "format": 1, **self.config,
                         "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
-            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+            write_manifest(tmp, manifest)
         return Path(folder)
 
     @classmethod
     def load(cls, folder: PathLike, threads: int = 2, show_progress: bool = False,
              **kwargs: Any) -> LuceneBM25:
         """Open an index folder written by :meth:`save`."""
-        from .bm25 import read_manifest
-
-        manifest = read_manifest(folder, kind="bm25")
+        manifest = require_manifest(folder, kind="bm25")
         if manifest.get("backend") != "lucene":
             raise ConfigError(f"{folder} holds a {manifest.get('backend')!r} BM25 index, not a Lucene one")
         if not (Path(folder) / "lucene").is_dir():
