@@ -44,13 +44,15 @@ def test_index_dense_json(tmp_path, capsys, tiny_model):
                 tmp_path / "idx", "--json", "--no-progress") == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["num_docs"] == 30 and printed["index"] == {"type": "flat"}
+    assert printed["out"] == str(tmp_path / "idx")
 
 
 @pytest.mark.parametrize("argv, message", [
     (["--model", "nosuch/encoder"], "nosuch/encoder"),
     (["--index", "annoy"], "unknown dense index type"),
     (["--index", "hnsw", "-o", "nprobe=4"], "nprobe"),
-    (["--index", "hnsw", "-o", "M"], "NAME=VALUE"),
+    (["--index", "hnsw", "-o", "M"], "not key=value"),
+    (["--index", "hnsw", "-o", "M=1.5"], "not an integer"),
 ])
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, monkeypatch, argv, message):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
