@@ -218,3 +218,9 @@ def atomic_dir(path: PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def read_text(path: PathLike, what: str = "file") -> str:
+    """A whole UTF-8 text file (config, prompt): a bad byte names its line, as ``open_text``."""
+    with open_text(path, what) as fh:
+        return fh.read()

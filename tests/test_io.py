@@ -129,3 +129,15 @@ def test_bom_and_crlf_read_like_plain_utf8(tmp_path):
     path.write_bytes("\ufeff1\tcaf\u00e9\r\n2\tb\r\n".encode())
     with open_text(path) as fh:
         assert list(fh) == ["1\tcaf\u00e9\n", "2\tb\n"]
+
+
+def test_read_text_names_the_line(tmp_path):
+    from rankkit.io import read_text
+
+    good = tmp_path / "c.yaml"
+    good.write_text("a: caf\u00e9\n", encoding="utf-8")
+    assert read_text(good) == "a: caf\u00e9\n"
+    bad = tmp_path / "b.yaml"
+    bad.write_bytes("a: 1\nb: caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(DataFormatError, match=r"b.yaml, line 2: not UTF-8 \(byte 0xe9 at column 7\)"):
+        read_text(bad)
