@@ -45,7 +45,7 @@ def option_option(help: str) -> Any:
 
 @dataclass(frozen=True)
 class Output:
-    """How a command prints: text or JSON on stdout, notes on stderr unless quiet."""
+    """How a command prints: the result as text or JSON on stdout, notes unless quiet."""
 
     as_json: bool = False
     quiet: bool = False
@@ -57,9 +57,9 @@ class Output:
         return not self.quiet
 
     def note(self, text: str) -> None:
-        """Information beside the result (stderr, so stdout stays the result)."""
+        """Information beside the result; none with ``--quiet``, on stderr with ``--json``."""
         if not self.quiet:
-            typer.secho(text, err=True, fg=typer.colors.YELLOW)
+            typer.echo(text, err=self.as_json)
 
     def result(self, text: str, data: Any) -> None:
         """The result: ``text`` for people, or ``data`` as JSON with ``--json``."""

@@ -45,12 +45,10 @@ def demo(
     except MissingResourceError as e:
         notes.append(f"no answer will be generated ({e})")
         generator = None
-    for note in notes:
-        out.note(f"note: {note}")
     ranking = bm25 % 20 >> rerank % 10
     pipe = ranking >> generator if generator is not None else ranking
     out.note(f"demo collection: {len(ds.corpus)} passages, {len(ds.queries)} questions")
-    out.note(f"pipeline: {pipe!r}")
+    out.note(f"pipeline: {pipe!r}\n")
 
     if generator is not None:
         out.note(f"loading {model} ...")
@@ -75,7 +73,7 @@ def demo(
 
 def _text(data: dict[str, Any], ds: Any, n_queries: int, measures: list[str]) -> str:
     rows = [[h["rank"], h["docid"], f"{h['score']:.3f}", h["title"]] for h in data["hits"]]
-    lines = [f"query: {data['query']}",
+    lines = [*(f"note: {n}" for n in data["notes"]), f"query: {data['query']}",
              format_table(["rank", "docid", "score", "title"], rows) if rows else "(no hits)"]
     answer = data["answer"]
     if answer is not None:
