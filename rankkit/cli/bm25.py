@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -9,10 +10,10 @@ from pathlib import Path
 import typer
 
 from . import index_app
-from .common import json_option, output, quiet_option, verbose_option
+from .common import Output, command
 
 
-@index_app.command("bm25")
+@command(index_app, "bm25")
 def index_bm25(
     corpus: Path = typer.Option(..., help="BEIR folder, corpus.jsonl, TREC SGML or docid<TAB>text TSV"),
     out: Path = typer.Option(..., help="index folder to write"),
@@ -21,13 +22,13 @@ def index_bm25(
     stemmer: str = typer.Option("english", help="Snowball language, or 'none'"),
     stopwords: str = typer.Option("en", help="stopword list language, or 'none'"),
     backend: str = typer.Option("bm25s", help="bm25s (default) or lucene (needs the 'lucene' extra)"),
-    as_json: bool = json_option(),
-    quiet: bool = quiet_option(),
-    verbose: bool = verbose_option(),
+    *,
+    ui: Output,
     progress: bool = typer.Option(True, hidden=True, help="old spelling: --no-progress is --quiet"),
 ) -> None:
     """Build a BM25 index of a corpus."""
-    out_ = output(as_json, quiet or not progress, verbose)
+    if not progress:
+        ui = dataclasses.replace(ui, quiet=True)
     from ..datasets import read_corpus
     from ..retrievers.bm25 import BM25
 
@@ -36,9 +37,9 @@ def index_bm25(
     # bm25s's tokenizer/index bars are the library's: shown with --verbose only
     index = BM25.build(docs, k1=k1, b=b, stemmer=None if stemmer == "none" else stemmer,
                        stopwords=None if stopwords == "none" else stopwords, backend=backend,
-                       show_progress=out_.verbose and out_.progress)
+                       show_progress=ui.verbose and ui.progress)
     index.save(out)
     secs = time.perf_counter() - t0
     manifest = json.loads((out / "rankkit.json").read_text(encoding="utf-8"))
-    out_.result(f"indexed {len(docs)} documents into {out} ({backend}, {secs:.1f}s)",
+    ui.result(f"indexed {len(docs)} documents into {out} ({backend}, {secs:.1f}s)",
                 {**manifest, "out": str(out), "seconds": round(secs, 1)})

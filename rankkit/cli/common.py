@@ -4,13 +4,17 @@ Every command takes the same three output options, defined once here so their
 names and help texts match: ``--json`` (machine-readable output of what the
 command prints), ``--quiet/-q`` (no progress bars, only the result) and
 ``--verbose`` (other libraries' bars, warnings and log lines shown). A command
-calls :func:`output` first; it silences third-party chatter unless ``--verbose``.
+registered with :func:`command` (``@command(app, "name")`` instead of
+``@app.command("name")``) gets the three options and receives an :class:`Output`
+as ``ui``; third-party chatter is silenced unless ``--verbose``.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +40,37 @@ def quiet_option() -> Any:
 
 def verbose_option() -> Any:
     return typer.Option(False, "--verbose", help=VERBOSE_HELP)
+
+
+def with_output(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--json``, ``--quiet/-q`` and ``--verbose`` to a command taking ``ui: Output``.
+
+    The wrapper's signature (what typer reads) is the command's without ``ui``,
+    plus the three options; calling it builds the :class:`Output` with :func:`output`.
+    """
+    sig = inspect.signature(command, eval_str=True)
+    if "ui" not in sig.parameters:
+        raise TypeError(f"{command.__name__} must take a 'ui: Output' parameter")
+    shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=bool)
+              for name, default in (("as_json", json_option()), ("quiet", quiet_option()),
+                                    ("verbose", verbose_option()))]
+    params = [p for p in sig.parameters.values() if p.name != "ui"]
+    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params] + shared
+
+    @functools.wraps(command)
+    def run(*, as_json: bool = False, quiet: bool = False, verbose: bool = False, **kwargs: Any) -> Any:
+        return command(ui=output(as_json, quiet, verbose), **kwargs)
+
+    run.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    return run
+
+
+def command(group: typer.Typer, name: str) -> Callable[[Callable[..., Any]], Any]:
+    """Register ``name`` on ``group`` with the shared output options (see :func:`with_output`)."""
+    def register(fn: Callable[..., Any]) -> Any:
+        return group.command(name)(with_output(fn))
+
+    return register
 
 
 def option_option(help: str) -> Any:

@@ -7,10 +7,10 @@ from typing import Any
 import typer
 
 from . import app
-from .common import format_table, json_option, output, quiet_option, verbose_option
+from .common import Output, command, format_table
 
 
-@app.command("demo")
+@command(app, "demo")
 def demo(
     query: str = typer.Option(None, help="ask your own question instead of the demo's first"),
     k: int = typer.Option(5, min=1, help="results to show"),
@@ -18,12 +18,10 @@ def demo(
     model: str = typer.Option("smollm2", help="LLM that writes the answer"),
     passages: int = typer.Option(3, min=1, help="passages the LLM reads"),
     max_new_tokens: int = typer.Option(64, min=1, help="longest answer, in tokens"),
-    as_json: bool = json_option(),
-    quiet: bool = quiet_option(),
-    verbose: bool = verbose_option(),
+    *,
+    ui: Output,
 ) -> None:
     """BM25 retrieves, a cross-encoder reranks, an LLM answers with citations; then metrics."""
-    out = output(as_json, quiet, verbose)
     from ..demo import load_demo
     from ..errors import MissingResourceError
     from ..evaluation import evaluate
@@ -47,11 +45,11 @@ def demo(
         generator = None
     ranking = bm25 % 20 >> rerank % 10
     pipe = ranking >> generator if generator is not None else ranking
-    out.note(f"demo collection: {len(ds.corpus)} passages, {len(ds.queries)} questions")
-    out.note(f"pipeline: {pipe!r}\n")
+    ui.note(f"demo collection: {len(ds.corpus)} passages, {len(ds.queries)} questions")
+    ui.note(f"pipeline: {pipe!r}\n")
 
     if generator is not None:
-        out.note(f"loading {model} ...")
+        ui.note(f"loading {model} ...")
         generator.load()
     question = query or next(iter(ds.queries.values()))
     result = pipe({"q": question})
@@ -68,7 +66,7 @@ def demo(
                       for name, system in systems.items()}
     data = {"query": question, "hits": hits, "answer": answer, "timings": dict(result.timings),
             "ranking": ranking_scores, "notes": notes}
-    out.result(_text(data, ds, len(ds.queries), measures), data)
+    ui.result(_text(data, ds, len(ds.queries), measures), data)
 
 
 def _text(data: dict[str, Any], ds: Any, n_queries: int, measures: list[str]) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 import typer
 
 from . import index_app
-from .common import json_option, option_option, output, parse_options, quiet_option, verbose_option
+from .common import Output, command, option_option, parse_options
 
 
 def _int_options(options: dict[str, Any]) -> dict[str, int]:
@@ -24,7 +24,7 @@ def _int_options(options: dict[str, Any]) -> dict[str, int]:
     return options
 
 
-@index_app.command("dense")
+@command(index_app, "dense")
 def index_dense(
     corpus: Path = typer.Option(..., help="BEIR folder, corpus.jsonl, TREC SGML or docid<TAB>text TSV"),
     out: Path = typer.Option(..., help="index folder to write"),
@@ -37,13 +37,10 @@ def index_dense(
     option: list[str] = option_option(
         "index option NAME=VALUE (an integer), repeatable: M, ef_construction, ef_search (hnsw); "
         "nlist, m, nbits, nprobe, refine (ivfpq)"),
-    as_json: bool = json_option(),
-    quiet: bool = quiet_option(),
-    verbose: bool = verbose_option(),
-    progress: bool = typer.Option(True, hidden=True, help="old spelling: --no-progress is --quiet"),
+    *,
+    ui: Output,
 ) -> None:
     """Encode a corpus with a bi-encoder and build a faiss index."""
-    out_ = output(as_json, quiet or not progress, verbose)
     from ..datasets import read_corpus
     from ..retrievers.dense import DenseRetriever
     from ..retrievers.encoder import TruncationWarning
@@ -55,16 +52,16 @@ def index_dense(
         warnings.simplefilter("ignore", TruncationWarning)  # reported below, with the summary
         dense = DenseRetriever.build(docs, model=model, index=index, batch_size=batch_size,
                                      query_prefix=query_prefix, doc_prefix=doc_prefix,
-                                     show_progress=out_.progress, processes=processes, **options)
+                                     show_progress=ui.progress, processes=processes, **options)
     dense.save(out)
     secs = time.perf_counter() - t0
     cfg = dense.config
     manifest = json.loads((out / "rankkit.json").read_text(encoding="utf-8"))
     params = ", ".join(f"{k}={v}" for k, v in {**cfg["index"], **dense.search_options}.items()
                        if k != "type")
-    out_.result(f"indexed {len(docs)} documents into {out}: {model}, {cfg['dimension']}-d, "
+    ui.result(f"indexed {len(docs)} documents into {out}: {model}, {cfg['dimension']}-d, "
                 f"{index}{f' ({params})' if params else ''}, {secs:.1f}s",
                 {**manifest, "out": str(out), "seconds": round(secs, 1)})
     if cfg["truncated"]:
-        out_.note(f"note: {cfg['truncated']} documents were longer than the model's "
+        ui.note(f"note: {cfg['truncated']} documents were longer than the model's "
                   f"{cfg['max_seq_length']}-token window and were truncated")

@@ -7,10 +7,10 @@ from pathlib import Path
 import typer
 
 from . import app
-from .common import format_table, json_option, load_qrels, output, quiet_option, verbose_option
+from .common import Output, command, format_table, load_qrels
 
 
-@app.command("eval")
+@command(app, "eval")
 def eval_runs(
     runs: list[Path] = typer.Argument(..., help="TREC run file(s); with several, the first is the baseline"),
     qrels: Path = typer.Option(..., help="qrels file (TREC or BEIR TSV) or a BEIR folder"),
@@ -18,12 +18,10 @@ def eval_runs(
     split: str = typer.Option("test", help="with a BEIR folder: the qrels split"),
     per_query: bool = typer.Option(False, "--per-query", help="print one row per query"),
     test: str = typer.Option("t", help="paired test for several runs: t or wilcoxon"),
-    as_json: bool = json_option(),
-    quiet: bool = quiet_option(),
-    verbose: bool = verbose_option(),
+    *,
+    ui: Output,
 ) -> None:
     """Evaluate runs against qrels (ir-measures); several runs get paired tests vs the first."""
-    out = output(as_json, quiet, verbose)
     from ..evaluation import compare, evaluate, parse_measures
     from ..types import Run
 
@@ -41,14 +39,14 @@ def eval_runs(
             rows = [[q, *[vals.get(m, 0.0) for m in measure]] for q, vals in pq.items()]
             tables.append((f"# {name}\n" if len(result) > 1 else "")
                           + format_table(["qid", *measure], rows))
-        out.result("\n".join(tables), result)
+        ui.result("\n".join(tables), result)
         return
 
     if len(loaded) == 1:
         name, r = next(iter(loaded.items()))
         scores = evaluate(r, judged, measure)
-        out.result(format_table(["run", *scores], [[name, *scores.values()]]), {name: scores})
+        ui.result(format_table(["run", *scores], [[name, *scores.values()]]), {name: scores})
         return
 
     comparison = compare(loaded, judged, measure, test=test)
-    out.result(comparison.table(), comparison.to_dict())
+    ui.result(comparison.table(), comparison.to_dict())

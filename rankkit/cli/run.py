@@ -7,18 +7,10 @@ from pathlib import Path
 import typer
 
 from . import app
-from .common import (
-    format_table,
-    json_option,
-    option_option,
-    output,
-    parse_options,
-    quiet_option,
-    verbose_option,
-)
+from .common import Output, command, format_table, option_option, parse_options
 
 
-@app.command("run")
+@command(app, "run")
 def run(
     pipeline: Path = typer.Argument(..., help="pipeline file (pipelines/NAME.py) or a ready pipeline's name"),
     dataset: Path = typer.Option(..., help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/)"),
@@ -30,20 +22,18 @@ def run(
     verdicts: Path = typer.Option(None, help="gold verdicts JSONL (default: <dataset>/claims.jsonl if present)"),
     references: Path = typer.Option(None, help="reference answers JSONL (query-id, answers)"),
     chunk_size: int = typer.Option(64, min=1, help="queries per step of each stage's progress bar"),
-    as_json: bool = json_option(),
-    quiet: bool = quiet_option(),
-    verbose: bool = verbose_option(),
+    *,
+    ui: Output,
 ) -> None:
     """Build the pipeline, run it over the dataset's queries, write run/answers/metrics."""
-    out_ = output(as_json, quiet, verbose)
     from ..runner import run_pipeline_file
 
     report = run_pipeline_file(pipeline, dataset, split=split, out=out, limit=limit,
                                opts=parse_options(option, "pipeline option"),
                                measures=measure or None, verdicts=verdicts, references=references,
-                               progress=out_.progress, chunk_size=chunk_size)
-    if as_json:
-        out_.result("", report)
+                               progress=ui.progress, chunk_size=chunk_size)
+    if ui.as_json:
+        ui.result("", report)
         return
     lines = [f"pipeline: {report['pipeline']} on {report['dataset']} ({report['split']}, "
              f"{report['queries']} queries)"]
@@ -56,4 +46,4 @@ def run(
         lines.append("generator: " + ", ".join(f"{k} {v}" for k, v in gen.items()))
     lines.append(format_table(["stage", "seconds"], [[k, float(v)] for k, v in report["timings"].items()]))
     lines.append("wrote " + ", ".join(report["files"].values()))
-    out_.result("\n".join(lines), report)
+    ui.result("\n".join(lines), report)

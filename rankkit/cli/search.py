@@ -7,10 +7,10 @@ from pathlib import Path
 import typer
 
 from . import app
-from .common import json_option, load_queries, output, quiet_option, verbose_option
+from .common import Output, command, load_queries
 
 
-@app.command("search")
+@command(app, "search")
 def search(
     index: Path = typer.Argument(..., help="index folder (BM25, dense, ...)"),
     queries: Path = typer.Option(..., help="queries: BEIR queries.jsonl or folder, TREC topics, qid<TAB>text"),
@@ -18,22 +18,20 @@ def search(
     k: int = typer.Option(100, min=1, help="results per query"),
     split: str = typer.Option(None, help="with a BEIR folder: only queries judged in this split"),
     tag: str = typer.Option(None, help="run tag (6th column); defaults to the index kind"),
-    as_json: bool = json_option(),
-    quiet: bool = quiet_option(),
-    verbose: bool = verbose_option(),
+    *,
+    ui: Output,
 ) -> None:
     """Retrieve the top k documents for every query and write a TREC run."""
-    out_ = output(as_json, quiet, verbose)
     from ..retrievers import load_index
 
     qs = load_queries(queries, split)
     retriever = load_index(index)
     if hasattr(retriever, "show_progress"):
-        retriever.show_progress = out_.progress
+        retriever.show_progress = ui.progress
     run = (retriever % k)(qs)
     run.write_trec(out, tag=tag or retriever.name)
     empty = sum(1 for q in run.qids if len(run.docids(q)) == 0)
-    out_.result(f"wrote {len(run)} queries, {run.num_hits()} hits to {out}"
+    ui.result(f"wrote {len(run)} queries, {run.num_hits()} hits to {out}"
                 + (f" ({empty} queries without hits)" if empty else ""),
                 {"queries": len(run), "hits": run.num_hits(), "empty_queries": empty,
                  "index": str(index), "k": k, "out": str(out)})

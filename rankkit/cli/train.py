@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 
 from . import app
-from .common import Output, format_table, json_option, output, quiet_option, verbose_option
+from .common import Output, command, format_table
 
 train_app = typer.Typer(help="Train models from a YAML recipe.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
@@ -32,18 +32,16 @@ def _trainer_output(out: Output) -> Iterator[None]:
         yield
 
 
-@train_app.command("reranker")
+@command(train_app, "reranker")
 def train_reranker(
     config: Path = typer.Option(..., "--config", help="YAML recipe (see configs/)"),
     steps: int = typer.Option(None, min=1, help="override train.steps"),
     output_dir: Path = typer.Option(None, help="override output_dir"),
     threads: int = typer.Option(None, min=1, help="torch CPU threads"),
-    as_json: bool = json_option(),
-    quiet: bool = quiet_option(),
-    verbose: bool = verbose_option(),
+    *,
+    ui: Output,
 ) -> None:
     """Train a cross-encoder reranker (adapter or full fine-tuning) and save its folder."""
-    out = output(as_json, quiet, verbose)
     from ..training.config import load_config, run_config
 
     cfg = load_config(config)
@@ -55,26 +53,24 @@ def train_reranker(
     if output_dir:
         cfg["output_dir"] = str(output_dir.resolve())
         cfg["checkpoint_dir"] = f"{cfg['output_dir']}.checkpoints"
-    with _trainer_output(out):
+    with _trainer_output(ui):
         res = run_config(cfg, overrides)
     summary = {"folder": str(res.folder), "steps": res.steps, "trainable_parameters": res.trainable,
                "total_parameters": res.total, "trainable_percent": round(100 * res.trainable / res.total, 3),
                "seconds": round(res.seconds, 1), "seconds_per_step": round(res.seconds_per_step, 2),
                "final_loss": res.final_loss, "truncated_pairs": res.truncated_pairs, "pairs": res.pairs}
-    out.result(format_table(["field", "value"], [[k, v] for k, v in summary.items()]), summary)
+    ui.result(format_table(["field", "value"], [[k, v] for k, v in summary.items()]), summary)
 
 
-@train_app.command("merge")
+@command(train_app, "merge")
 def merge_adapter(
     adapter: Path = typer.Argument(..., help="rankkit adapter folder (from `rankkit train reranker`)"),
     out: Path = typer.Option(..., help="folder for the merged plain Hugging Face model"),
-    as_json: bool = json_option(),
-    quiet: bool = quiet_option(),
-    verbose: bool = verbose_option(),
+    *,
+    ui: Output,
 ) -> None:
     """Fold an adapter into its base model for deployment (no peft needed to load it)."""
-    out_ = output(as_json, quiet, verbose)
     from ..training.peft import merge
 
     folder = merge(adapter, out)
-    out_.result(f"merged {adapter} -> {folder}", {"adapter": str(adapter), "out": str(folder)})
+    ui.result(f"merged {adapter} -> {folder}", {"adapter": str(adapter), "out": str(folder)})
