@@ -4,6 +4,7 @@ every bad input (a latin-1 file too) exits 2 with one line naming file and line.
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -146,3 +147,28 @@ def test_a_module_imported_later_is_patched_once_loaded(tmp_path, monkeypatch):
         assert module.tqdm([1], disable=False) == ("bar", True)
     finally:
         sys.modules.pop("rk_fake_gguf", None)
+
+
+def test_train_json_is_the_only_stdout_and_quiet_hides_the_trainer(tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+    from tiny_models import build_tiny_bert
+
+    from conftest import ROOT, shared
+
+    triples = shared("msmarco", "triples.sample.tsv")
+    cfg = {"base_model": str(build_tiny_bert(tmp_path / "base")), "output_dir": str(tmp_path / "m"),
+           "max_length": 32, "adapter": {"method": "lora", "options": {"r": 2}},
+           "data": [{"source": "triples", "path": str(triples)}],
+           "train": {"steps": 2, "batch_size": 2, "logging_steps": 1, "threads": 1}}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for flags in (["--json"], ["--json", "-q"]):
+        proc = subprocess.run([sys.executable, "-m", "rankkit", "train", "reranker", "--config",
+                               str(tmp_path / "cfg.yaml"), *flags], capture_output=True, text=True,
+                              env=env, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["steps"] == 2            # the trainer's log lines went elsewhere
+        assert ("'loss'" in proc.stderr) == ("-q" not in flags)
