@@ -23,6 +23,7 @@ import socket
 import stat
 import tempfile
 import threading
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -41,6 +42,9 @@ def require_file(path: PathLike, what: str = "file") -> Path:
 
 
 # ------------------------------------------------------------------------ reading
+_READ_ERRORS = (UnicodeDecodeError, EOFError, gzip.BadGzipFile, zlib.error)
+
+
 class TextFile:
     """A read-only UTF-8 text stream whose decoding errors name file, line and column.
 
@@ -58,26 +62,33 @@ class TextFile:
     def __exit__(self, *exc: Any) -> None:
         self._fh.close()
 
-    def __iter__(self) -> TextFile:
-        return self
+    def __iter__(self) -> Iterator[str]:
+        try:  # one try around the loop: no cost per line
+            yield from self._fh
+        except _READ_ERRORS as e:
+            raise self._error(e) from None
 
     def __next__(self) -> str:
-        try:
-            return next(self._fh)
-        except UnicodeDecodeError:
-            raise not_utf8_error(self.path) from None
+        return self.readline() or _stop()
 
     def read(self, size: int = -1) -> str:
         try:
             return self._fh.read(size)
-        except UnicodeDecodeError:
-            raise not_utf8_error(self.path) from None
+        except _READ_ERRORS as e:
+            raise self._error(e) from None
 
     def readline(self, size: int = -1) -> str:
         try:
             return self._fh.readline(size)
-        except UnicodeDecodeError:
-            raise not_utf8_error(self.path) from None
+        except _READ_ERRORS as e:
+            raise self._error(e) from None
+
+    def _error(self, e: Exception) -> DataFormatError:
+        """Decoding and gzip errors as one-line DataFormatErrors naming the file and line."""
+        if isinstance(e, UnicodeDecodeError):
+            return not_utf8_error(self.path)
+        return DataFormatError(f"corrupt or truncated gzip data ({e})", self.path,
+                               _readable_lines(self.path) + 1)
 
     def close(self) -> None:
         self._fh.close()
@@ -90,6 +101,19 @@ def _open_binary(p: Path) -> IO[bytes]:
     with open(p, "rb") as fh:
         magic = fh.read(2)
     return gzip.open(p, "rb") if magic == b"\x1f\x8b" else open(p, "rb")
+
+
+def _stop() -> str:
+    raise StopIteration
+
+
+def _readable_lines(p: Path) -> int:
+    """How many whole lines can be read before a damaged file's error."""
+    n = 0
+    with contextlib.suppress(*_READ_ERRORS), _open_binary(p) as fh:
+        for _ in fh:
+            n += 1
+    return n
 
 
 def not_utf8_error(path: PathLike) -> DataFormatError:

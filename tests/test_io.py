@@ -141,3 +141,13 @@ def test_read_text_names_the_line(tmp_path):
     bad.write_bytes("a: 1\nb: caf\u00e9\n".encode("latin-1"))
     with pytest.raises(DataFormatError, match=r"b.yaml, line 2: not UTF-8 \(byte 0xe9 at column 7\)"):
         read_text(bad)
+
+
+def test_truncated_gzip_is_a_data_format_error(tmp_path):
+    from rankkit.datasets import read_qrels
+
+    path = tmp_path / "qrels.txt.gz"
+    full = gzip.compress("".join(f"q{i} 0 d{i} 1\n" for i in range(5000)).encode())
+    path.write_bytes(full[: len(full) // 2])
+    with pytest.raises(DataFormatError, match=r"qrels.txt.gz, line \d+: corrupt or truncated gzip"):
+        read_qrels(path)
