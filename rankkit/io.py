@@ -69,7 +69,10 @@ class TextFile:
             raise self._error(e) from None
 
     def __next__(self) -> str:
-        return self.readline() or _stop()
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
 
     def read(self, size: int = -1) -> str:
         try:
@@ -101,10 +104,6 @@ def _open_binary(p: Path) -> IO[bytes]:
     with open(p, "rb") as fh:
         magic = fh.read(2)
     return gzip.open(p, "rb") if magic == b"\x1f\x8b" else open(p, "rb")
-
-
-def _stop() -> str:
-    raise StopIteration
 
 
 def _readable_lines(p: Path) -> int:
