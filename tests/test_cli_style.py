@@ -108,7 +108,10 @@ def _bm25_index(tmp_path, capsys):
     return out
 
 
-def test_bm25s_bars_only_with_verbose(tmp_path, capsys):
+def test_bm25s_bars_only_with_verbose(tmp_path, capsys, monkeypatch):
+    from rankkit import quiet
+
+    monkeypatch.setattr(quiet, "_verbose", False)  # --verbose below must not outlive this test
     code, out, err = _cli(capsys, "index", "bm25", "--corpus", DEMO, "--out", tmp_path / "a")
     assert code == 0 and "BM25S" not in err and out.startswith("indexed 30 documents")
     code, out, err = _cli(capsys, "index", "bm25", "--corpus", DEMO, "--out", tmp_path / "b", "--verbose")
