@@ -3,10 +3,9 @@
 Sub-commands live in small modules listed in ``COMMAND_MODULES``; each
 registers its commands on ``app`` (or on the ``index`` group) with
 ``common.command``, which adds the shared ``--json``, ``--quiet/-q`` and
-``--verbose`` options. Errors from bad
-input (``RankkitError``), and any file that cannot be read (not UTF-8, no
-permission, a folder where a file was expected), print as one line and exit
-with status 2.
+``--verbose`` options. Errors from bad input (``RankkitError``), and any file
+that cannot be read (not UTF-8, no permission, a folder where a file was
+expected), print as one line and exit with status 2.
 """
 
 from __future__ import annotations
