@@ -48,6 +48,13 @@ def parse_measures(metrics: str | MeasureLike | Iterable[str | MeasureLike]) -> 
     return out
 
 
+def _run_of(run: Run | Result | Mapping[str, Mapping[str, float]]) -> Run:
+    """A Run from a Run, a Result, or a plain ``{qid: {docid: score}}`` (as ir-measures takes)."""
+    if isinstance(run, Mapping):
+        return Run.from_dict(run)
+    return as_run(run)
+
+
 def _prepare(qrels: Qrels | Mapping[str, Mapping[str, int]]) -> Qrels:
     q = Qrels.coerce(qrels)
     if len(q) == 0:
@@ -55,9 +62,12 @@ def _prepare(qrels: Qrels | Mapping[str, Mapping[str, int]]) -> Qrels:
     return q
 
 
-def evaluate(run: Run | Result, qrels: Qrels | Mapping, metrics: Any,
+def evaluate(run: Run | Result | Mapping, qrels: Qrels | Mapping, metrics: Any,
              per_query: bool = False) -> dict[str, Any]:
     """Score a run: ``{"nDCG@10": 0.67, ...}``.
+
+    ``run`` may be a Run, a Result or a plain ``{qid: {docid: score}}``; ``qrels``
+    a Qrels or a plain ``{qid: {docid: grade}}``.
 
     With ``per_query=True`` returns ``{qid: {measure: value}}`` for every judged query.
     """
@@ -75,8 +85,8 @@ class Evaluator:
         self.measures = parse_measures(metrics)
         self._ev = ir_measures.evaluator(self.measures, self.qrels.to_ir_measures())
 
-    def evaluate(self, run: Run | Result, per_query: bool = False) -> dict[str, Any]:
-        r = as_run(run)
+    def evaluate(self, run: Run | Result | Mapping, per_query: bool = False) -> dict[str, Any]:
+        r = _run_of(run)
         if per_query:
             out: dict[str, dict[str, float]] = {q: {} for q in self.qrels}
             for m in self._ev.iter_calc(r):
@@ -85,7 +95,7 @@ class Evaluator:
         agg = self._ev.calc_aggregate(r)
         return {str(m): float(agg[m]) for m in self.measures}  # in the order asked for
 
-    def per_query_matrix(self, run: Run | Result, qids: Sequence[str]) -> np.ndarray:
+    def per_query_matrix(self, run: Run | Result | Mapping, qids: Sequence[str]) -> np.ndarray:
         """Per-query values as a ``[len(measures), len(qids)]`` array."""
         pq = self.evaluate(run, per_query=True)
         names = [str(m) for m in self.measures]
@@ -181,7 +191,8 @@ def compare(systems: Mapping[str, Any], dataset: Dataset | Qrels | Mapping, metr
             alpha: float = 0.05, queries: Queries | None = None) -> Comparison:
     """Run (or take) several systems and compare them with paired significance tests.
 
-    ``systems`` maps names to stages, runs or results. Stages are run on
+    ``systems`` maps names to stages, runs, results or plain ``{qid: {docid: score}}``
+    dicts; ``dataset`` is a Dataset, a Qrels or a plain ``{qid: {docid: grade}}``. Stages are run on
     ``dataset.queries``. P-values compare each system with ``baseline`` (the
     first by default), Holm-corrected across systems per measure.
     """
@@ -202,8 +213,8 @@ def compare(systems: Mapping[str, Any], dataset: Dataset | Qrels | Mapping, metr
 
     per_query: dict[str, np.ndarray] = {}
     for name, system in systems.items():
-        if isinstance(system, (Run, Result)):
-            run = as_run(system)
+        if isinstance(system, (Run, Result, Mapping)):
+            run = _run_of(system)
         else:
             if queries is None:
                 raise ConfigError(f"system {name!r} is a stage: pass a Dataset (or queries=) to run it")

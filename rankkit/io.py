@@ -1,8 +1,14 @@
 """Small file helpers shared by every loader and writer.
 
+``open_text`` reads UTF-8 text (gzipped or not); a byte that is not UTF-8 is a
+``DataFormatError`` naming the file, line and column instead of a traceback.
+
 ``atomic_path`` / ``atomic_dir`` make sure a crash never leaves a
-half-written run file or index folder: output goes to a temporary sibling and is
-renamed into place only when complete.
+half-written run file or index folder: output goes to a temporary sibling
+(``.<name>.<host>-<pid>.<random>.tmp``) and is renamed into place only when
+complete. The result gets the permissions a plain ``open()``/``mkdir`` would
+give (the umask's, or those of the file it replaces), and temporaries left by a
+killed writer on this host are removed by the next write of the same target.
 """
 
 from __future__ import annotations
@@ -11,13 +17,18 @@ import contextlib
 import gzip
 import io
 import os
+import re
 import shutil
+import socket
+import stat
 import tempfile
+import threading
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
-from .errors import MissingResourceError
+from .errors import DataFormatError, MissingResourceError
 
 PathLike = str | os.PathLike
 
@@ -30,16 +41,161 @@ def require_file(path: PathLike, what: str = "file") -> Path:
     return p
 
 
-def open_text(path: PathLike, what: str = "file") -> IO[str]:
-    """Open a UTF-8 text file for reading, transparently un-gzipping ``*.gz``."""
+# ------------------------------------------------------------------------ reading
+_READ_ERRORS = (UnicodeDecodeError, EOFError, gzip.BadGzipFile, zlib.error)
+
+
+class TextFile:
+    """A read-only UTF-8 text stream whose decoding errors name file, line and column.
+
+    Reading stays the fast built-in ``TextIOWrapper``; only when it meets a bad
+    byte is the file re-scanned (in binary) to find where.
+    """
+
+    def __init__(self, fh: IO[str], path: Path):
+        self._fh = fh
+        self.path = path
+
+    def __enter__(self) -> TextFile:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._fh.close()
+
+    def __iter__(self) -> Iterator[str]:
+        try:  # one try around the loop: no cost per line
+            yield from self._fh
+        except _READ_ERRORS as e:
+            raise self._error(e) from None
+
+    def __next__(self) -> str:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+    def read(self, size: int = -1) -> str:
+        try:
+            return self._fh.read(size)
+        except _READ_ERRORS as e:
+            raise self._error(e) from None
+
+    def readline(self, size: int = -1) -> str:
+        try:
+            return self._fh.readline(size)
+        except _READ_ERRORS as e:
+            raise self._error(e) from None
+
+    def _error(self, e: Exception) -> DataFormatError:
+        """Decoding and gzip errors as one-line DataFormatErrors naming the file and line."""
+        if isinstance(e, UnicodeDecodeError):
+            return not_utf8_error(self.path)
+        return DataFormatError(f"corrupt or truncated gzip data ({e})", self.path,
+                               _readable_lines(self.path) + 1)
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fh, name)
+
+
+def _open_binary(p: Path) -> IO[bytes]:
+    with open(p, "rb") as fh:
+        magic = fh.read(2)
+    return gzip.open(p, "rb") if magic == b"\x1f\x8b" else open(p, "rb")
+
+
+def _readable_lines(p: Path) -> int:
+    """How many whole lines can be read before a damaged file's error."""
+    n = 0
+    with contextlib.suppress(*_READ_ERRORS), _open_binary(p) as fh:
+        for _ in fh:
+            n += 1
+    return n
+
+
+def not_utf8_error(path: PathLike) -> DataFormatError:
+    """The error for a file that is not UTF-8: its first bad byte's line and column."""
+    p = Path(path)
+    with _open_binary(p) as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                column = len(raw[: e.start].decode("utf-8")) + 1
+                return DataFormatError(
+                    f"not UTF-8 (byte 0x{raw[e.start]:02x} at column {column}); "
+                    "convert it, e.g. iconv -f latin1 -t utf-8", p, lineno)
+    return DataFormatError("not UTF-8", p)
+
+
+def open_text(path: PathLike, what: str = "file") -> TextFile:
+    """Open a UTF-8 text file for reading (a leading BOM is dropped), un-gzipping ``*.gz``."""
     p = require_file(path, what)
     if p.is_dir():
         raise MissingResourceError(f"{what} is a folder, expected a file: {p}")
-    with open(p, "rb") as fh:
-        magic = fh.read(2)
-    if magic == b"\x1f\x8b":
-        return io.TextIOWrapper(gzip.open(p, "rb"), encoding="utf-8")
-    return open(p, encoding="utf-8")
+    raw = _open_binary(p)
+    return TextFile(io.TextIOWrapper(raw, encoding="utf-8-sig"), p)
+
+
+# ------------------------------------------------------------------------ writing
+_UMASK_LOCK = threading.Lock()
+_HOST = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:24]
+
+
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it, under a lock)."""
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
+
+
+def _final_mode(target: Path, default: int) -> int:
+    """An existing target's permissions, else ``default & ~umask`` (as ``open``/``mkdir``)."""
+    try:
+        return stat.S_IMODE(target.stat().st_mode)
+    except OSError:
+        return default & ~current_umask()
+
+
+def _temp_prefix(target: Path) -> str:
+    return f".{target.name}.{_HOST}-{os.getpid()}."
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temps(target: PathLike) -> list[Path]:
+    """Delete ``target``'s temporary siblings whose writer (on this host) is dead.
+
+    Temporaries of live writers, of other hosts, or in another naming scheme are
+    left alone (a reader never looks at them anyway). Returns what was removed.
+    """
+    target = Path(target)
+    pattern = re.compile(rf"^\.{re.escape(target.name)}\.(?P<host>[A-Za-z0-9]*)-(?P<pid>\d+)\.[^.]*\.tmp$")
+    removed = []
+    if not target.parent.is_dir():
+        return removed
+    for cand in target.parent.iterdir():
+        m = pattern.match(cand.name)
+        if not m or m["host"] != _HOST or _pid_alive(int(m["pid"])):
+            continue
+        with contextlib.suppress(OSError):
+            if cand.is_dir() and not cand.is_symlink():
+                shutil.rmtree(cand)
+            else:
+                cand.unlink()
+            removed.append(cand)
+    return removed
 
 
 @contextlib.contextmanager
@@ -47,12 +203,14 @@ def atomic_path(path: PathLike, mode: str = "w") -> Iterator[IO]:
     """Write a file through a temporary sibling, renamed into place on success."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    remove_stale_temps(target)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=".tmp", dir=target.parent)
     os.close(fd)
     try:
         kwargs = {} if "b" in mode else {"encoding": "utf-8"}
         with open(tmp, mode, **kwargs) as fh:
             yield fh
+        os.chmod(tmp, _final_mode(target, 0o666))
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -68,14 +226,14 @@ def atomic_dir(path: PathLike) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    remove_stale_temps(target)
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), suffix=".tmp", dir=target.parent))
     try:
         yield tmp
+        os.chmod(tmp, _final_mode(target, 0o777))
         if target.exists():
-            old = target.with_name(f".{target.name}.old")
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(target, old)
+            old = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), suffix=".tmp", dir=target.parent))
+            os.replace(target, old / target.name)
             os.replace(tmp, target)
             shutil.rmtree(old, ignore_errors=True)
         else:
@@ -83,3 +241,9 @@ def atomic_dir(path: PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def read_text(path: PathLike, what: str = "file") -> str:
+    """A whole UTF-8 text file (config, prompt): a bad byte names its line, as ``open_text``."""
+    with open_text(path, what) as fh:
+        return fh.read()

@@ -114,22 +114,6 @@ def execute(stage: Stage, queries: Queries, progress: bool = True,
             s.show_progress = True
 
 
-def parse_options(items: Sequence[str]) -> dict[str, Any]:
-    """``["k=3", "labels=[A, B]"]`` -> ``{"k": 3, "labels": ["A", "B"]}`` (values read as YAML)."""
-    import yaml
-
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"pipeline option {item!r} is not key=value")
-        try:
-            out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
-        except yaml.YAMLError:
-            out[key.strip()] = value
-    return out
-
-
 def answer_record(a: Answer, query: str) -> dict[str, Any]:
     return {"qid": a.qid, "query": query, **{k: v for k, v in dataclasses.asdict(a).items() if k != "qid"}}
 

@@ -29,7 +29,7 @@ def test_help_lists_commands():
 
 def test_index_search_eval_scifact(tmp_path):
     data = shared("beir", "scifact")
-    rankkit("index", "bm25", "--corpus", data, "--out", tmp_path / "idx", "--no-progress")
+    rankkit("index", "bm25", "--corpus", data, "--out", tmp_path / "idx", "-q")
     assert (tmp_path / "idx" / "rankkit.json").exists()
     rankkit("search", tmp_path / "idx", "--queries", data, "--split", "test", "--k", 100,
             "--out", tmp_path / "bm25.run")
@@ -43,7 +43,7 @@ def test_index_search_eval_scifact(tmp_path):
 
 
 def test_eval_several_runs_with_significance(tmp_path):
-    rankkit("index", "bm25", "--corpus", DEMO, "--out", tmp_path / "a", "--no-progress")
+    rankkit("index", "bm25", "--corpus", DEMO, "--out", tmp_path / "a", "--quiet")
     rankkit("index", "bm25", "--corpus", DEMO, "--out", tmp_path / "b", "--stemmer", "none",
             "--stopwords", "none", "--no-progress")
     for name in ("a", "b"):
@@ -77,6 +77,15 @@ def test_errors_are_one_line_without_traceback(tmp_path, args, message):
     assert not (tmp_path / "out").exists()  # nothing half-written
 
 
-def test_demo_runs():
-    out = rankkit("demo").stdout
+def test_demo_runs_without_third_party_noise():
+    from rankkit.cli.demo import _text
+    from rankkit.demo import load_demo
+
+    proc = rankkit("demo", "--json")
+    data = json.loads(proc.stdout)
+    assert data["hits"][0]["rank"] == 1 and data["ranking"]["bm25"]["nDCG@10"] > 0.5
+    # no transformers FutureWarnings, no GGUF conversion bar, no tracebacks; notes only
+    for noise in ("Warning", "Converting", "%|", "Traceback"):
+        assert noise not in proc.stderr, proc.stderr
+    out = _text(data, load_demo(), 10, ["nDCG@10", "RR@10", "R@10"])
     assert "query:" in out and "nDCG@10" in out and "d01" in out

@@ -25,7 +25,7 @@ def _cli(*argv: str) -> int:
 def test_index_dense_then_search(tmp_path, capsys, tiny_model):
     out = tmp_path / "idx"
     code = _cli("index", "dense", "--corpus", DEMO, "--model", tiny_model, "--out", out,
-                "--index", "hnsw", "-o", "M=8", "-o", "ef_search=20", "--no-progress")
+                "--index", "hnsw", "-o", "M=8", "-o", "ef_search=20", "-q")
     assert code == 0, capsys.readouterr().err
     assert "indexed 30 documents" in capsys.readouterr().out
     manifest = json.loads((out / "rankkit.json").read_text())
@@ -41,21 +41,23 @@ def test_index_dense_then_search(tmp_path, capsys, tiny_model):
 
 def test_index_dense_json(tmp_path, capsys, tiny_model):
     assert _cli("index", "dense", "--corpus", DEMO, "--model", tiny_model, "--out",
-                tmp_path / "idx", "--json", "--no-progress") == 0
+                tmp_path / "idx", "--json", "-q") == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["num_docs"] == 30 and printed["index"] == {"type": "flat"}
+    assert printed["out"] == str(tmp_path / "idx")
 
 
 @pytest.mark.parametrize("argv, message", [
     (["--model", "nosuch/encoder"], "nosuch/encoder"),
     (["--index", "annoy"], "unknown dense index type"),
     (["--index", "hnsw", "-o", "nprobe=4"], "nprobe"),
-    (["--index", "hnsw", "-o", "M"], "NAME=VALUE"),
+    (["--index", "hnsw", "-o", "M"], "not key=value"),
+    (["--index", "hnsw", "-o", "M=1.5"], "not an integer"),
 ])
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, monkeypatch, argv, message):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     out = tmp_path / "idx"
-    assert _cli("index", "dense", "--corpus", DEMO, "--out", out, "--no-progress", *argv) == 2
+    assert _cli("index", "dense", "--corpus", DEMO, "--out", out, "-q", *argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
     assert not out.exists() and list(tmp_path.iterdir()) == []

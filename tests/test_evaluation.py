@@ -101,3 +101,26 @@ def test_compare_takes_runs_and_rejects_bad_baseline():
     assert cmp.means["b"]["RR"] == pytest.approx(1.0)
     with pytest.raises(ConfigError, match="baseline 'zz'"):
         rk.compare({"a": RUN}, QRELS, ["RR"], baseline="zz")
+
+
+PLAIN_QRELS = {"q1": {"d1": 1, "d3": 2, "d5": 0}, "q2": {"d2": 1}, "q3": {"d7": 1}}
+PLAIN_RUN = {"q1": {"d1": 3.0, "d2": 2.0, "d3": 1.0}, "q2": {"d9": 1.0, "d2": 0.5}, "q3": {}}
+
+
+def test_plain_dicts_as_ir_measures_takes_them():
+    got = rk.evaluate(PLAIN_RUN, PLAIN_QRELS, ["nDCG@10", "RR", "P@2"])
+    ndcg_q1 = (1 / math.log2(2) + 2 / math.log2(4)) / (2 / math.log2(2) + 1 / math.log2(3))
+    assert got["nDCG@10"] == pytest.approx((ndcg_q1 + 1 / math.log2(3) + 0) / 3)
+    assert got["RR"] == pytest.approx((1 + 0.5 + 0) / 3)
+    assert got["P@2"] == pytest.approx((0.5 + 0.5 + 0) / 3)
+    assert got == rk.evaluate(RUN, QRELS, ["nDCG@10", "RR", "P@2"])
+    assert rk.evaluate(PLAIN_RUN, PLAIN_QRELS, ["RR"], per_query=True) == \
+        {"q1": {"RR": 1.0}, "q2": {"RR": 0.5}, "q3": {"RR": 0.0}}
+
+
+def test_compare_takes_plain_dicts():
+    other = {"q1": {"d3": 1.0}, "q2": {"d2": 1.0}, "q3": {"d7": 1.0}}
+    plain = rk.compare({"a": PLAIN_RUN, "b": other}, PLAIN_QRELS, ["RR", "nDCG@10"])
+    typed = rk.compare({"a": RUN, "b": rk.Run.from_dict(other)}, QRELS, ["RR", "nDCG@10"])
+    assert plain.means == typed.means and plain.pvalues == typed.pvalues
+    assert plain.means["b"]["RR"] == 1.0 and plain.means["a"]["RR"] == pytest.approx(0.5)

@@ -137,3 +137,29 @@ def test_triples_bad_line(tmp_path):
 
 def test_dataset_repr_and_public_loaders():
     assert rk.datasets.load_beir is load_beir
+
+
+#: one latin-1 byte (é = 0xe9) on line 3 of each format, at column 6 of that line
+LATIN1 = {
+    "corpus.tsv": (read_corpus, "d1\tone\nd2\ttwo\nd3\tcaf\u00e9\n"),
+    "corpus.jsonl": (read_corpus, '{"_id": "1", "text": "a"}\n{"_id": "2", "text": "b"}\n'
+                                  '{"_id":"\u00e9", "text": "c"}\n'),
+    "docs.trec": (read_corpus, "<DOC>\n<DOCNO> d1 </DOCNO>\ncaf\u00e9 au lait\n</DOC>\n"),
+    "topics.txt": (read_queries, "1\tone\n2\ttwo\n3\tcaf\u00e9\n"),
+    "queries.jsonl": (read_queries, '{"_id": "1", "text": "a"}\n{"_id": "2", "text": "b"}\n'
+                                    '{"_id":"\u00e9", "text": "c"}\n'),
+    "qrels.txt": (read_qrels, "1 0 d1 1\n2 0 d2 1\n3 0 d\u00e9 1\n"),
+    "run.trec": (rk.Run.read_trec, "1 Q0 d1 1 2.0 x\n2 Q0 d2 1 1.0 x\n3 Q0 d\u00e9 1 1.0 x\n"),
+}
+
+
+@pytest.mark.parametrize("name", list(LATIN1))
+def test_latin1_files_name_file_line_and_byte(tmp_path, name):
+    reader, text = LATIN1[name]
+    path = tmp_path / name
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(DataFormatError) as exc:
+        reader(path)
+    assert exc.value.path == str(path) and exc.value.line == 3
+    assert "not UTF-8 (byte 0xe9 at column" in str(exc.value)
+    assert "\n" not in str(exc.value)

@@ -13,13 +13,13 @@ import pytest
 from tiny_llm import tiny_llm_dir
 
 import rankkit as rk
+from rankkit.cli.common import parse_options
 from rankkit.errors import ConfigError
 from rankkit.recipes import NoRerank
 from rankkit.runner import (
     build_stage,
     execute,
     load_pipeline_module,
-    parse_options,
     run_pipeline_file,
 )
 

@@ -1,8 +1,11 @@
 """The ``rankkit`` command.
 
 Sub-commands live in small modules listed in ``COMMAND_MODULES``; each
-registers its commands on ``app`` (or on the ``index`` group). Errors from bad
-input (``RankkitError``) print as one line and exit with status 2.
+registers its commands on ``app`` (or on the ``index`` group) with
+``common.command``, which adds the shared ``--json``, ``--quiet/-q`` and
+``--verbose`` options. Errors from bad input (``RankkitError``), and any file
+that cannot be read (not UTF-8, no permission, a folder where a file was
+expected), print as one line and exit with status 2.
 """
 
 from __future__ import annotations
@@ -47,8 +50,18 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=True)
     except RankkitError as e:
-        typer.secho(f"error: {e}", err=True, fg=typer.colors.RED)
-        sys.exit(2)
+        _fail(str(e))
+    except UnicodeDecodeError as e:  # a reader that does not go through rankkit.io.open_text
+        _fail(f"an input file is not UTF-8 (byte 0x{e.object[e.start]:02x} at offset {e.start})")
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        _fail(f"{where}{e.strerror or e}")
     except KeyboardInterrupt:
         typer.secho("interrupted", err=True)
         sys.exit(130)
+
+
+def _fail(message: str) -> None:
+    """One line on stderr, exit status 2."""
+    typer.secho(f"error: {' '.join(message.split())}", err=True, fg=typer.colors.RED)
+    sys.exit(2)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from . import app
-from .common import format_table
+from .common import Output, command, format_table
 
 
-@app.command("demo")
+@command(app, "demo")
 def demo(
     query: str = typer.Option(None, help="ask your own question instead of the demo's first"),
     k: int = typer.Option(5, min=1, help="results to show"),
@@ -16,6 +18,8 @@ def demo(
     model: str = typer.Option("smollm2", help="LLM that writes the answer"),
     passages: int = typer.Option(3, min=1, help="passages the LLM reads"),
     max_new_tokens: int = typer.Option(64, min=1, help="longest answer, in tokens"),
+    *,
+    ui: Output,
 ) -> None:
     """BM25 retrieves, a cross-encoder reranks, an LLM answers with citations; then metrics."""
     from ..demo import load_demo
@@ -28,45 +32,58 @@ def demo(
 
     ds = load_demo()
     bm25 = BM25.build(ds.corpus)
+    notes: list[str] = []
     try:
         rerank = reranking_stage(model=reranker, corpus=ds.corpus, show_progress=False)
     except MissingResourceError as e:
-        typer.secho(f"note: no cross-encoder reranking ({e}); the BM25 order is kept", fg="yellow")
+        notes.append(f"no cross-encoder reranking ({e}); the BM25 order is kept")
         rerank = NoRerank()
     try:
         generator = Generator(model, corpus=ds.corpus, k=passages, max_new_tokens=max_new_tokens,
                               show_progress=False)
     except MissingResourceError as e:
-        typer.secho(f"note: no answer will be generated ({e})", fg="yellow")
+        notes.append(f"no answer will be generated ({e})")
         generator = None
     ranking = bm25 % 20 >> rerank % 10
     pipe = ranking >> generator if generator is not None else ranking
-    typer.echo(f"demo collection: {len(ds.corpus)} passages, {len(ds.queries)} questions")
-    typer.echo(f"pipeline: {pipe!r}\n")
+    ui.note(f"demo collection: {len(ds.corpus)} passages, {len(ds.queries)} questions")
+    ui.note(f"pipeline: {pipe!r}\n")
 
     if generator is not None:
-        typer.echo(f"loading {model} ...")
+        ui.note(f"loading {model} ...")
         generator.load()
     question = query or next(iter(ds.queries.values()))
-    typer.echo(f"query: {question}")
     result = pipe({"q": question})
-    hits = result.run["q"][:k]
-    rows = [[i, docid, f"{score:.3f}", ds.corpus.title(docid)] for i, (docid, score) in enumerate(hits, 1)]
-    typer.echo(format_table(["rank", "docid", "score", "title"], rows) if rows else "(no hits)")
+    hits = [{"rank": i, "docid": docid, "score": float(score), "title": ds.corpus.title(docid)}
+            for i, (docid, score) in enumerate(result.run["q"][:k], 1)]
+    answer: dict[str, Any] | None = None
     if result.answers is not None:
-        answer = result.answers["q"]
-        typer.echo(f"\nanswer ({model}): {answer.error or answer.text or '(empty)'}")
-        for n, docid in enumerate(answer.context, 1):
-            mark = "cited" if docid in answer.citations else "     "
-            typer.echo(f"  [{n}] {mark} {docid}  {ds.corpus.title(docid)}")
-        if not answer.citations and not answer.error:
-            typer.echo("  (the answer cites none of the passages)")
-    typer.echo("\n" + format_table(["stage", "seconds"], [[s, t] for s, t in result.timings.items()]))
-
+        a = result.answers["q"]
+        answer = {"model": model, "text": a.text, "error": a.error, "context": list(a.context),
+                  "citations": list(a.citations)}
     systems = {"bm25": bm25 % 10, "bm25 >> rerank": ranking}
-    rows = []
-    for name, system in systems.items():
-        scores = evaluate(system(ds.queries), ds.qrels, ["nDCG@10", "RR@10", "R@10"])
-        rows.append([name, *scores.values()])
-    typer.echo(f"\nranking over all {len(ds.queries)} demo questions:")
-    typer.echo(format_table(["system", "nDCG@10", "RR@10", "R@10"], rows))
+    measures = ["nDCG@10", "RR@10", "R@10"]
+    ranking_scores = {name: evaluate(system(ds.queries), ds.qrels, measures)
+                      for name, system in systems.items()}
+    data = {"query": question, "hits": hits, "answer": answer, "timings": dict(result.timings),
+            "ranking": ranking_scores, "notes": notes}
+    ui.result(_text(data, ds, len(ds.queries), measures), data)
+
+
+def _text(data: dict[str, Any], ds: Any, n_queries: int, measures: list[str]) -> str:
+    rows = [[h["rank"], h["docid"], f"{h['score']:.3f}", h["title"]] for h in data["hits"]]
+    lines = [*(f"note: {n}" for n in data["notes"]), f"query: {data['query']}",
+             format_table(["rank", "docid", "score", "title"], rows) if rows else "(no hits)"]
+    answer = data["answer"]
+    if answer is not None:
+        lines.append(f"\nanswer ({answer['model']}): {answer['error'] or answer['text'] or '(empty)'}")
+        for n, docid in enumerate(answer["context"], 1):
+            mark = "cited" if docid in answer["citations"] else "     "
+            lines.append(f"  [{n}] {mark} {docid}  {ds.corpus.title(docid)}")
+        if not answer["citations"] and not answer["error"]:
+            lines.append("  (the answer cites none of the passages)")
+    lines.append("\n" + format_table(["stage", "seconds"], [[s, t] for s, t in data["timings"].items()]))
+    lines.append(f"\nranking over all {n_queries} demo questions:")
+    lines.append(format_table(["system", *measures],
+                              [[name, *scores.values()] for name, scores in data["ranking"].items()]))
+    return "\n".join(lines)

@@ -7,18 +7,19 @@ from pathlib import Path
 import typer
 
 from . import app
-from .common import echo_json, format_table, load_qrels
+from .common import Output, command, format_table, load_qrels
 
 
-@app.command("eval")
+@command(app, "eval")
 def eval_runs(
     runs: list[Path] = typer.Argument(..., help="TREC run file(s); with several, the first is the baseline"),
     qrels: Path = typer.Option(..., help="qrels file (TREC or BEIR TSV) or a BEIR folder"),
     measure: list[str] = typer.Option(["nDCG@10"], "-m", "--measure", help="ir-measures name, repeatable"),
     split: str = typer.Option("test", help="with a BEIR folder: the qrels split"),
     per_query: bool = typer.Option(False, "--per-query", help="print one row per query"),
-    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
     test: str = typer.Option("t", help="paired test for several runs: t or wilcoxon"),
+    *,
+    ui: Output,
 ) -> None:
     """Evaluate runs against qrels (ir-measures); several runs get paired tests vs the first."""
     from ..evaluation import compare, evaluate, parse_measures
@@ -33,27 +34,19 @@ def eval_runs(
 
     if per_query:
         result = {name: evaluate(r, judged, measure, per_query=True) for name, r in loaded.items()}
-        if as_json:
-            echo_json(result)
-            return
+        tables = []
         for name, pq in result.items():
-            if len(result) > 1:
-                typer.echo(f"# {name}")
             rows = [[q, *[vals.get(m, 0.0) for m in measure]] for q, vals in pq.items()]
-            typer.echo(format_table(["qid", *measure], rows))
+            tables.append((f"# {name}\n" if len(result) > 1 else "")
+                          + format_table(["qid", *measure], rows))
+        ui.result("\n".join(tables), result)
         return
 
     if len(loaded) == 1:
         name, r = next(iter(loaded.items()))
         scores = evaluate(r, judged, measure)
-        if as_json:
-            echo_json({name: scores})
-        else:
-            typer.echo(format_table(["run", *scores], [[name, *scores.values()]]))
+        ui.result(format_table(["run", *scores], [[name, *scores.values()]]), {name: scores})
         return
 
     comparison = compare(loaded, judged, measure, test=test)
-    if as_json:
-        echo_json(comparison.to_dict())
-    else:
-        typer.echo(comparison.table())
+    ui.result(comparison.table(), comparison.to_dict())

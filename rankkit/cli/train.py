@@ -2,24 +2,44 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
 
 from . import app
-from .common import echo_json, format_table
+from .common import Output, command, format_table
 
 train_app = typer.Typer(help="Train models from a YAML recipe.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 
 
-@train_app.command("reranker")
+@contextlib.contextmanager
+def _trainer_output(out: Output) -> Iterator[None]:
+    """Keep stdout for the result: the HF Trainer prints its log lines there.
+
+    They go to stderr, beside the progress bar; with ``--quiet`` both are dropped.
+    """
+    if not out.quiet:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+        return
+    with open(os.devnull, "w") as null, contextlib.redirect_stdout(null), \
+            contextlib.redirect_stderr(null):
+        yield
+
+
+@command(train_app, "reranker")
 def train_reranker(
     config: Path = typer.Option(..., "--config", help="YAML recipe (see configs/)"),
     steps: int = typer.Option(None, min=1, help="override train.steps"),
     output_dir: Path = typer.Option(None, help="override output_dir"),
     threads: int = typer.Option(None, min=1, help="torch CPU threads"),
-    as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+    *,
+    ui: Output,
 ) -> None:
     """Train a cross-encoder reranker (adapter or full fine-tuning) and save its folder."""
     from ..training.config import load_config, run_config
@@ -33,24 +53,24 @@ def train_reranker(
     if output_dir:
         cfg["output_dir"] = str(output_dir.resolve())
         cfg["checkpoint_dir"] = f"{cfg['output_dir']}.checkpoints"
-    res = run_config(cfg, overrides)
+    with _trainer_output(ui):
+        res = run_config(cfg, overrides)
     summary = {"folder": str(res.folder), "steps": res.steps, "trainable_parameters": res.trainable,
                "total_parameters": res.total, "trainable_percent": round(100 * res.trainable / res.total, 3),
                "seconds": round(res.seconds, 1), "seconds_per_step": round(res.seconds_per_step, 2),
                "final_loss": res.final_loss, "truncated_pairs": res.truncated_pairs, "pairs": res.pairs}
-    if as_json:
-        echo_json(summary)
-        return
-    typer.echo(format_table(["field", "value"], [[k, v] for k, v in summary.items()]))
+    ui.result(format_table(["field", "value"], [[k, v] for k, v in summary.items()]), summary)
 
 
-@train_app.command("merge")
+@command(train_app, "merge")
 def merge_adapter(
     adapter: Path = typer.Argument(..., help="rankkit adapter folder (from `rankkit train reranker`)"),
     out: Path = typer.Option(..., help="folder for the merged plain Hugging Face model"),
+    *,
+    ui: Output,
 ) -> None:
     """Fold an adapter into its base model for deployment (no peft needed to load it)."""
     from ..training.peft import merge
 
     folder = merge(adapter, out)
-    typer.echo(f"merged {adapter} -> {folder}")
+    ui.result(f"merged {adapter} -> {folder}", {"adapter": str(adapter), "out": str(folder)})
