@@ -14,10 +14,10 @@ from typing import Any
 import typer
 
 from . import app
-from .common import echo_json, load_queries
+from .common import Output, command, load_queries, option_option, parse_options
 
 
-@app.command("rerank")
+@command(app, "rerank")
 def rerank(
     run: Path = typer.Argument(..., help="TREC run file with the candidates"),
     corpus: Path = typer.Option(..., help="corpus: BEIR corpus.jsonl or folder, TREC docs, TSV"),
@@ -35,28 +35,24 @@ def rerank(
     interpolate: str = typer.Option(None, help="mix with the first stage: (1-w)*z(run) + w*z(model) per query; "
                                                 "a weight w, or 'auto' for the model's own tuned weight"),
     dtype: str = typer.Option(None, help="float32 (default), bfloat16 or float16"),
-    option: list[str] = typer.Option([], "--option", "-o", help="key=value passed to the reranker "
-                                                                  "(value read as YAML); repeatable"),
+    option: list[str] = option_option("key=value passed to the reranker (value read as YAML); repeatable"),
     tag: str = typer.Option("rerank", help="run tag (6th column)"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
-    verbose: bool = typer.Option(False, "--verbose", help="show other libraries' warnings and progress bars"),
-    as_json: bool = typer.Option(False, "--json", help="print a JSON summary"),
+    *,
+    ui: Output,
 ) -> None:
     """Rescore each query's top-k candidates with a reranker and write a TREC run."""
     from ..datasets import read_corpus
-    from ..quiet import silence_third_party
     from ..rerankers.registry import make_reranker, reranker_class, reranker_options
     from ..types import Run
 
-    silence_third_party(verbose)
     weight = _weight(interpolate)  # checked before any model loads, so a typo costs nothing
-    options = _options(option)
+    options = parse_options(option, "--option")
     for key, value in (("max_length", max_length), ("batch_size", batch_size), ("dtype", dtype)):
         if value is not None:
             options[key] = value
     accepted = reranker_options(reranker_class(reranker))
     if accepted is None or "show_progress" in accepted:
-        options.setdefault("show_progress", not quiet)
+        options.setdefault("show_progress", ui.progress)
     qs = load_queries(queries, split)
     docs = read_corpus(corpus)
     first = Run.read_trec(run).with_queries(qs).top(k)
@@ -73,12 +69,9 @@ def rerank(
         if key in stats:
             summary[name] = stats[key]
     summary["out"] = str(out)
-    if as_json:
-        echo_json(summary)
-    else:
-        extra = f"; {summary['truncated_pairs']} documents truncated" if "truncated_pairs" in summary else ""
-        typer.echo(f"reranked {summary['pairs']} pairs of {summary['queries']} queries with {reranker} in "
-                   f"{summary['seconds']} s ({summary['pairs_per_second']} pairs/s{extra}) -> {out}")
+    extra = f"; {summary['truncated_pairs']} documents truncated" if "truncated_pairs" in summary else ""
+    ui.result(f"reranked {summary['pairs']} pairs of {summary['queries']} queries with {reranker} in "
+              f"{summary['seconds']} s ({summary['pairs_per_second']} pairs/s{extra}) -> {out}", summary)
 
 
 def _weight(text: str | None) -> float | str | None:
@@ -91,19 +84,3 @@ def _weight(text: str | None) -> float | str | None:
         return check_interpolation(text)
     except ConfigError as e:
         raise typer.BadParameter(f"--interpolate: {e}") from None
-
-
-def _options(items: list[str]) -> dict[str, Any]:
-    """``["k=3", "labels=[A, B]"]`` -> ``{"k": 3, "labels": ["A", "B"]}`` (values read as YAML)."""
-    import yaml
-
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise typer.BadParameter(f"--option {item!r} is not key=value")
-        try:
-            out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
-        except yaml.YAMLError:
-            out[key.strip()] = value
-    return out
