@@ -31,6 +31,7 @@ def test_loading_bars_only_on_request(capfd):
     from transformers.utils import logging as hf_logging
 
     path = str(tiny_llm_dir())
+    hf_logging.enable_progress_bar()          # earlier tests (CLI runs) may have switched it off
     load_causal_lm(path, cache=False)
     assert "Loading weights" not in capfd.readouterr().err
     assert hf_logging.is_progress_bar_enabled()                      # the global switch is restored
