@@ -44,7 +44,8 @@ def main() -> None:
 
     import rankkit as rk
     from rankkit.models import resolve_model
-    from rankkit.training.peft import KIND_ADAPTER, merge, read_manifest
+    from rankkit.folders import KIND_ADAPTER, read_manifest
+    from rankkit.training.peft import merge
 
     torch.set_num_threads(args.threads)
     folder = resolve_model(args.model).path
