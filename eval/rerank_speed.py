@@ -43,8 +43,8 @@ def main() -> None:
     import rerank_scifact as rs
 
     import rankkit as rk
-    from rankkit.models import resolve_model
     from rankkit.folders import KIND_ADAPTER, read_manifest
+    from rankkit.models import resolve_model
     from rankkit.training.peft import merge
 
     torch.set_num_threads(args.threads)
