@@ -393,12 +393,12 @@ def read_baidu_ultr(path: PathLike, drop_unclicked: bool = False) -> ClickLog:
     display: list[dict[str, list[float]]] = []
     queries: dict[str, str] = {}
     skipped = {"empty": 0, "no_clicks": 0} if drop_unclicked else {"empty": 0}
-    current: tuple[str, list[tuple[int, str, int, float, dict[str, float]]]] | None = None
+    current: tuple[str, str, list[tuple[int, str, int, float, dict[str, float]]]] | None = None
 
     def flush() -> None:
         if current is None:
             return
-        qid, rows = current
+        qid, text, rows = current
         if not rows:
             skipped["empty"] += 1
             return
@@ -408,6 +408,7 @@ def read_baidu_ultr(path: PathLike, drop_unclicked: bool = False) -> ClickLog:
             skipped["no_clicks"] += 1
             return
         qids.append(qid)
+        queries[qid] = text
         docs.append([r[1] for r in rows])
         clicks.append(c)
         dwell.append([r[3] for r in rows])
@@ -421,8 +422,7 @@ def read_baidu_ultr(path: PathLike, drop_unclicked: bool = False) -> ClickLog:
             cols = line.split("\t")
             if len(cols) in (2, 3):
                 flush()
-                current = (cols[0], [])
-                queries[cols[0]] = cols[1].replace("\x01", " ")
+                current = (cols[0], cols[1].replace("\x01", " "), [])
                 continue
             if len(cols) < 6:
                 raise DataFormatError(f"expected a query line (3 fields) or a document line (>= 6 fields), "
@@ -435,12 +435,12 @@ def read_baidu_ultr(path: PathLike, drop_unclicked: bool = False) -> ClickLog:
                 raise DataFormatError(f"position {cols[0]!r} is not an integer", p, lineno) from None
             if pos < 1:
                 raise DataFormatError(f"position {pos} is below 1", p, lineno)
-            if any(r[0] == pos for r in current[1]):
+            if any(r[0] == pos for r in current[2]):
                 raise DataFormatError(f"position {pos} appears twice in the session of query {current[0]!r}",
                                       p, lineno)
             if cols[5] not in ("0", "1"):
                 raise DataFormatError(f"click must be 0 or 1, got {cols[5]!r}", p, lineno)
             feats = {k: _baidu_float(cols, i) for k, i in BAIDU_DISPLAY_COLUMNS.items()}
-            current[1].append((pos, cols[1], int(cols[5]), _baidu_float(cols, BAIDU_DWELL_COLUMN), feats))
+            current[2].append((pos, cols[1], int(cols[5]), _baidu_float(cols, BAIDU_DWELL_COLUMN), feats))
     flush()
     return _pack(qids, docs, clicks, dwell, display, queries, skipped, str(p))
