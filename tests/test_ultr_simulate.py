@@ -100,3 +100,13 @@ def test_simulate_with_a_stage_short_lists_and_unjudged_queries():
     with pytest.raises(ConfigError):
         get_click_model("ubm")
     assert get_click_model("cascade", eta=2.0, max_grade=3).max_grade == 3
+
+
+def test_import_rankkit_ultr_stays_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, rankkit.ultr, rankkit.ultr.losses, rankkit.ultr.features; "
+            "print(any(m in sys.modules for m in ('torch', 'transformers', 'pyarrow', 'matplotlib')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -33,11 +33,12 @@ def simulate_clicks(
     """Draw click sessions (PBM or cascade) over a run's top k for queries with qrels."""
     from ..errors import ConfigError
     from ..types import Run
-    from ..ultr.clicklog import write_click_log
+    from ..ultr.clicklog import log_format, write_click_log
     from ..ultr.simulate import get_click_model
     from ..ultr.simulate import simulate_clicks as simulate
     from .common import load_qrels, load_queries
 
+    log_format(out)  # an unknown output format fails before any work
     judged = load_qrels(qrels, split)
     top = max((g for docs in judged.values() for g in docs.values()), default=0)
     grade = max_grade if max_grade is not None else max(int(top), 1)

@@ -275,7 +275,9 @@ def _pack(qids: list[str], docs: list[list[str]], clicks: list[list[int]], dwell
 
 
 # ---------------------------------------------------------------- read / write
-def _kind(path: Path) -> str:
+def log_format(path: PathLike) -> str:
+    """``jsonl`` or ``parquet`` from a click log's file name (anything else is a ConfigError)."""
+    path = Path(path)
     name = path.name.lower()
     if name.endswith((".jsonl", ".jsonl.gz", ".json", ".ndjson")):
         return "jsonl"
@@ -287,7 +289,7 @@ def _kind(path: Path) -> str:
 def read_click_log(path: PathLike, drop_unclicked: bool = False) -> ClickLog:
     """Read a click log (JSONL or Parquet, chosen by the file name)."""
     p = require_file(path, "click log")
-    if _kind(p) == "parquet":
+    if log_format(p) == "parquet":
         import pyarrow.parquet as pq
 
         try:
@@ -321,7 +323,7 @@ def _unflatten_display(row: dict[str, Any]) -> dict[str, Any]:
 def write_click_log(log: ClickLog, path: PathLike) -> Path:
     """Write ``log`` as JSONL or Parquet (by file name), atomically."""
     p = Path(path)
-    if _kind(p) == "jsonl":
+    if log_format(p) == "jsonl":
         if p.name.endswith(".gz"):
             raise ConfigError("writing gzipped click logs is not supported; write .jsonl and compress it")
         with atomic_path(p) as fh:
