@@ -21,9 +21,9 @@ the model initialisation), a paired t-test over test queries (per-query nDCG@10
 averaged over seeds) for DLA vs naive and DLA vs IPS, and DLA's estimated
 propensities against the true ones (plot: ``eval/out/ultr_propensities.png``).
 
-    PYTHONPATH=. python eval/ultr.py [--json] [--seeds 5] [--sessions 100000]
+    PYTHONPATH=. python eval/ultr.py [--json] [--seeds 5] [--sessions 100000] [--curve ultra]
 
-Writes ``eval/out/ultr.json``. One torch thread; a few minutes on a laptop CPU.
+Writes ``eval/out/ultr.json`` (``ultr_ultra.json`` with ``--curve ultra``). One torch thread; a few minutes on a laptop CPU.
 """
 
 from __future__ import annotations
@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--sessions", type=int, default=100_000)
     ap.add_argument("--etas", type=float, nargs="+", default=[1.0, 2.0])
     ap.add_argument("--epochs", type=int, default=100)
+    ap.add_argument("--curve", choices=["ultra"], default=None,
+                    help="examination curve^eta instead of (1/rank)^eta (ULTRA's measured curve)")
     ap.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     args = ap.parse_args(argv)
 
@@ -98,10 +100,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         per_q.setdefault("oracle", []).append(per_query(oracle.ranker.score(test.X)))
         for eta in args.etas:
             key = f"eta={eta:g}"
-            model = PositionBasedModel(eta=eta, max_grade=4)
+            model = PositionBasedModel(eta=eta, max_grade=4, curve=args.curve)
             log = simulate_clicks(logger, train_qrels, args.sessions, model, k=10, seed=seed)
             true_p = model.examination(log.width)
-            true_props[key] = true_p.tolist()
+            true_props[key] = (true_p / true_p[0]).tolist()  # DLA estimates relative to rank 1
             ctr.setdefault(key, []).append(float(log.clicks.sum() / len(log)))
             for name, objective in (("naive", NaiveClicks()), ("ips", IPS(true_p, max_weight=100.0)),
                                     ("dla", DLA(log.width, max_weight=100.0))):
@@ -136,13 +138,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "sessions": args.sessions, "seeds": args.seeds, "epochs": args.epochs, "measure": "nDCG@10",
         "logging_ranker": {"description": f"least squares on {LOGGER_FEATURES} random features, fitted on "
                                           f"{LOGGER_QUERIES} training queries", "test_nDCG@10": logger_ndcg},
-        "click_model": "PBM, examination (1/rank)^eta, eps-=0.1, eps+=1.0, top 10 shown",
+        "click_model": f"PBM, examination {'ULTRA curve' if args.curve else '(1/rank)'}^eta, eps-=0.1, eps+=1.0, "
+                       "top 10 shown",
         "results": rows, "paired_tests": tests, "propensities": prop_summary,
         "seconds": round(time.time() - t0, 1),
     }
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "ultr.json").write_text(json.dumps(result, indent=2))
-    result["plot"] = str(plot(prop_summary, OUT / "ultr_propensities.png"))
+    suffix = f"_{args.curve}" if args.curve else ""
+    (OUT / f"ultr{suffix}.json").write_text(json.dumps(result, indent=2))
+    result["plot"] = str(plot(prop_summary, OUT / f"ultr_propensities{suffix}.png"))
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -156,7 +160,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(f"{key}: true  " + " ".join(f"{x:.3f}" for x in s["true"]))
             print(f"{key}: DLA   " + " ".join(f"{x:.3f}" for x in s["dla_mean"])
                   + f"  (mean |error| {s['abs_error_mean']:.4f})")
-        print(f"wrote {OUT / 'ultr.json'} and {result['plot']} in {result['seconds']} s")
+        print(f"wrote {OUT / f'ultr{suffix}.json'} and {result['plot']} in {result['seconds']} s")
     return result
 
 
@@ -172,7 +176,7 @@ def plot(summary: dict[str, Any], path: Path) -> Path:
         ranks = np.arange(1, len(s["true"]) + 1)
         true, est, std = (np.asarray(s[k]) for k in ("true", "dla_mean", "dla_std"))
         ax = axes[0, j]
-        ax.plot(ranks, true, "k-o", label="true (1/rank)^eta")
+        ax.plot(ranks, true, "k-o", label="true (relative to rank 1)")
         ax.errorbar(ranks, est, yerr=std, fmt="s--", capsize=3, label="DLA estimate (mean ± std, seeds)")
         ax.set_title(f"PBM {key}")
         ax.set_xlabel("rank")

@@ -143,3 +143,19 @@ def test_baidu_bad_lines_name_file_and_line(tmp_path, bad, message):
     path.write_text(_baidu_doc(1, "u1", 1) + "\n")
     with pytest.raises(DataFormatError, match="before any query line"):
         read_baidu_ultr(path)
+
+
+def test_baidu_annotations(tmp_path):
+    from rankkit.ultr.clicklog import read_baidu_annotations
+
+    path = tmp_path / "annotations.txt"
+    path.write_text("5\t1\x012\t3\x014\t5\t4\t0\n5\t1\x012\t6\t7\t0\t0\n6\t9\t8\t8\t2\t9\n")
+    ann = read_baidu_annotations(path)
+    assert ann.queries == {"5": "1 2", "6": "9"} and ann.buckets == {"5": 0, "6": 9}
+    assert sorted(ann.qrels["5"].values()) == [0, 4] and len(ann.documents) == 3
+    doc = next(d for d, g in ann.qrels["5"].items() if g == 4)
+    assert ann.documents[doc] == ("3 4", "5")
+    path.write_text("5\t1\t3\t4\t7\t0\n")
+    with pytest.raises(DataFormatError, match="label 7 is outside 0-4") as err:
+        read_baidu_annotations(path)
+    assert err.value.line == 1

@@ -11,7 +11,13 @@ train (``rankkit.ultr.losses``, ``rankkit.ultr.features``).
 
 from __future__ import annotations
 
-from .clicklog import ClickLog, read_baidu_ultr, read_click_log, write_click_log
+from .clicklog import (
+    ClickLog,
+    read_baidu_annotations,
+    read_baidu_ultr,
+    read_click_log,
+    write_click_log,
+)
 from .simulate import (
     ULTRA_EXAMINATION,
     CascadeModel,
@@ -22,5 +28,5 @@ from .simulate import (
 
 __all__ = [
     "CascadeModel", "ClickLog", "PositionBasedModel", "ULTRA_EXAMINATION", "click_probability",
-    "read_baidu_ultr", "read_click_log", "simulate_clicks", "write_click_log",
+    "read_baidu_annotations", "read_baidu_ultr", "read_click_log", "simulate_clicks", "write_click_log",
 ]
