@@ -35,6 +35,7 @@ COMMAND_MODULES = [
     "rankkit.cli.train",
     "rankkit.cli.rerank",
     "rankkit.cli.run",
+    "rankkit.cli.clicks",
 ]
 
 
