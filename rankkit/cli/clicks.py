@@ -7,10 +7,10 @@ from pathlib import Path
 import typer
 
 from . import app
-from .common import echo_json, format_table
+from .common import Output, command, format_table
 
 
-@app.command("simulate-clicks")
+@command(app, "simulate-clicks")
 def simulate_clicks(
     run: Path = typer.Argument(..., help="logging ranker's TREC run file (its rankings are displayed)"),
     qrels: Path = typer.Option(..., help="graded qrels: TREC file, BEIR TSV, or BEIR folder (with --split)"),
@@ -26,9 +26,8 @@ def simulate_clicks(
     queries: Path = typer.Option(None, help="queries file or BEIR folder, to store query texts in the log"),
     split: str = typer.Option("test", help="with a BEIR folder for --qrels: the qrels split"),
     seed: int = typer.Option(0, help="random seed"),
-    as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="print nothing (errors still print)"),
-    verbose: bool = typer.Option(False, "--verbose", help="also print the click-through rate of every rank"),
+    *,
+    ui: Output,
 ) -> None:
     """Draw click sessions (PBM or cascade) over a run's top k for queries with qrels."""
     from ..errors import ConfigError
@@ -66,14 +65,9 @@ def simulate_clicks(
                "sessions_without_clicks": int((log.clicks.sum(1) == 0).sum()),
                "model": click_model.describe(), "seed": seed,
                "ctr_by_rank": [round(float(x), 4) for x in ctr]}
-    if quiet:
-        return
-    if as_json:
-        echo_json(summary)
-        return
-    typer.echo(f"wrote {summary['sessions']} sessions over {summary['queries']} queries to {out} "
-               f"({summary['clicks_per_session']} clicks per session, "
-               f"{summary['sessions_without_clicks']} sessions without clicks)")
-    if verbose:
-        typer.echo("model: " + ", ".join(f"{k}={v}" for k, v in click_model.describe().items()))
-        typer.echo(format_table(["rank", "CTR"], [[i + 1, float(x)] for i, x in enumerate(ctr)]))
+    ui.result(f"wrote {summary['sessions']} sessions over {summary['queries']} queries to {out} "
+              f"({summary['clicks_per_session']} clicks per session, "
+              f"{summary['sessions_without_clicks']} sessions without clicks)", summary)
+    if not ui.as_json:
+        ui.note("model: " + ", ".join(f"{k}={v}" for k, v in click_model.describe().items()))
+        ui.note(format_table(["rank", "CTR"], [[i + 1, float(x)] for i, x in enumerate(ctr)]))
