@@ -41,8 +41,9 @@ def _cli(capsys, *argv) -> tuple[int, str, str]:
 
 def test_every_command_has_the_same_output_options():
     commands = _commands()
+    assert set(COMMANDS) <= set(commands)          # the walk finds the commands we know of ...
     helps: dict[str, set[str]] = {}
-    for path in COMMANDS:
+    for path in commands:                          # ... and every command, new ones included, is checked
         params = {o.name: o for o in commands[path].params}
         assert params["as_json"].opts == ["--json"], path
         assert sorted(params["quiet"].opts) == ["--quiet", "-q"], path
