@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +113,7 @@ class FirstReranker(ListReranker):
         self.backend = backend if backend is not None else self._backend(model, dtype, device)
         self._check_template()
         self.ids = LETTERS[:window]
-        self.id_tokens = check_identifiers(self.backend, self.ids)
+        self.id_tokens = check_identifiers(self.backend.token_ids, self.ids)
         self.stats = {"windows": 0, "forward_calls": 0, "generate_calls": 0, "passages_truncated": 0,
                       "passages_shortened_for_context": 0, "prompt_tokens": 0, "missing_ids": 0,
                       "duplicate_ids": 0, "unknown_ids": 0, "window_seconds": 0.0}
@@ -259,13 +259,16 @@ class _Prompt:
         self.text, self.prefix, self.messages, self.size = text, prefix, messages, size
 
 
-def check_identifiers(backend: Any, ids: Sequence[str]) -> list[int]:
-    """Token id of each identifier as it follows ``[``; a ConfigError if any is not exactly one token."""
-    bracket = backend.token_ids([PREFILL])[0]
+def check_identifiers(token_ids: Callable[[list[str]], list[list[int]]], ids: Sequence[str]) -> list[int]:
+    """Token id of each identifier as it follows ``[``; a ConfigError if any is not exactly one token.
+
+    ``token_ids`` tokenises texts without special tokens (``Backend.token_ids``).
+    """
+    bracket = token_ids([PREFILL])[0]
+    close = token_ids(["]"])[0]
     out = []
     for s in ids:
-        got = backend.token_ids([f"{PREFILL}{s}]"])[0]
-        close = backend.token_ids(["]"])[0]
+        got = token_ids([f"{PREFILL}{s}]"])[0]
         mid = got[len(bracket):len(got) - len(close)] if got[:len(bracket)] == bracket and \
             got[len(got) - len(close):] == close else None
         if mid is None or len(mid) != 1:

@@ -155,9 +155,12 @@ class ListwiseObjective(Objective):
         return loss, out
 
 
+from .first_objective import FirstObjective  # noqa: E402  (it subclasses Objective, defined above)
+
 #: objective name -> class (one entry per objective); ``"listwise"`` is the default
 OBJECTIVES: dict[str, type[Objective]] = {
     "listwise": ListwiseObjective,
+    "first": FirstObjective,
 }
 DEFAULT_OBJECTIVE = "listwise"
 
