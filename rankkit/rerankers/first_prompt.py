@@ -82,7 +82,8 @@ class ParsedOrder:
     unknown: int = 0
 
 
-_ID = re.compile(r"\[\s*([^\[\]\s]{1,3})\s*\]")
+#: an identifier after "[" (the closing "]" may be cut off at the token limit)
+_ID = re.compile(r"\[\s*([^\[\]\s>]{1,3})")
 
 
 def parse_order(text: str, ids: Sequence[str]) -> ParsedOrder:
