@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .objectives import Objective
+from .objectives import Objective, register_objective
 
 
 def weighted_ranknet(scores: Any, ranks: Any) -> Any:
@@ -185,5 +185,7 @@ class FirstObjective(Objective):
             write_manifest(tmp, info)
         return Path(folder)
 
+
+register_objective("first", FirstObjective)
 
 __all__ = ["FirstObjective", "weighted_ranknet"]

@@ -155,12 +155,9 @@ class ListwiseObjective(Objective):
         return loss, out
 
 
-from .first_objective import FirstObjective  # noqa: E402  (it subclasses Objective, defined above)
-
 #: objective name -> class (one entry per objective); ``"listwise"`` is the default
 OBJECTIVES: dict[str, type[Objective]] = {
     "listwise": ListwiseObjective,
-    "first": FirstObjective,
 }
 DEFAULT_OBJECTIVE = "listwise"
 
@@ -199,3 +196,7 @@ def make_objective(name: str | None = None, options: dict[str, Any] | None = Non
         return cls(**kwargs)
     except TypeError as e:
         raise ConfigError(f"bad option for objective {name!r}: {e}") from e
+
+
+# built-in objectives in their own modules register themselves (after Objective exists: they subclass it)
+from . import first_objective  # noqa: E402,F401  ("first": FIRST LM + ranking loss for causal LMs)
