@@ -9,7 +9,7 @@ teacher reranker's order (distillation, e.g. the project's cross-encoder).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,23 +89,21 @@ def windows_from_run(dataset: Any, run: Any, window: int = 20, repeats: int = 1,
     return out, counts
 
 
-def build_first_source(src: dict[str, Any], cfg: dict[str, Any]) -> tuple[list[FirstExample], dict[str, Any]]:
-    """The ``first`` data source: windows from a BEIR folder's first-stage run (see :func:`windows_from_run`)."""
+def first_source(path: Any, src: dict[str, Any], first_stage: Callable[[Any], Any],
+                 cache_dir: Any = None) -> tuple[list[FirstExample], dict[str, Any]]:
+    """The ``first`` data source: windows from the BEIR folder ``path`` (``src``: the config block;
+    ``first_stage(dataset)``: the stage whose top ``window`` is cut into windows)."""
     import rankkit as rk
 
     from .data import cached_run, split_queries
-    from .sources import config_path, negatives_stage
 
-    path = config_path(cfg, src["path"])
     ds = rk.datasets.load_beir(path, split=src.get("split", "train"))
     judged = sorted(ds.qrels)
     if src.get("limit"):
         judged = judged[:int(src["limit"])]
     train_q, dev_q = split_queries(judged, float(src.get("dev_fraction", 0.0)), int(src.get("seed", 0)))
     window = int(src.get("window", 20))
-    stage = negatives_stage(src.get("first_stage", "bm25"), ds, cfg)
-    cache = config_path(cfg, src["cache_dir"]) if src.get("cache_dir") else None
-    run = cached_run(stage, ds.queries.subset(train_q), cache, ds.corpus.fingerprint(), k=window)
+    run = cached_run(first_stage(ds), ds.queries.subset(train_q), cache_dir, ds.corpus.fingerprint(), k=window)
     teacher = _teacher(src.get("teacher"), ds)
     examples, counts = windows_from_run(ds, run, window=window, repeats=int(src.get("repeats", 1)),
                                         seed=int(src.get("seed", 0)), min_grade=int(src.get("min_grade", 1)),
@@ -131,4 +129,4 @@ def _teacher(spec: Any, dataset: Any) -> Any:
 
 
 
-__all__ = ["FirstExample", "shuffled_window", "qrels_order", "windows_from_run", "build_first_source"]
+__all__ = ["FirstExample", "shuffled_window", "qrels_order", "windows_from_run", "first_source"]

@@ -196,7 +196,3 @@ def make_objective(name: str | None = None, options: dict[str, Any] | None = Non
         return cls(**kwargs)
     except TypeError as e:
         raise ConfigError(f"bad option for objective {name!r}: {e}") from e
-
-
-# built-in objectives in their own modules register themselves (after Objective exists: they subclass it)
-from . import first_objective  # noqa: E402,F401  ("first": FIRST LM + ranking loss for causal LMs)

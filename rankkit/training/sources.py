@@ -94,9 +94,11 @@ def _hf(src: dict[str, Any], cfg: dict[str, Any]) -> tuple[list[Any], dict[str, 
 
 
 def _first(src: dict[str, Any], cfg: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
-    from .first_data import build_first_source
+    from .first_data import first_source
 
-    return build_first_source(src, cfg)
+    cache = config_path(cfg, src["cache_dir"]) if src.get("cache_dir") else None
+    return first_source(config_path(cfg, src["path"]), src,
+                        lambda ds: negatives_stage(src.get("first_stage", "bm25"), ds, cfg), cache)
 
 
 #: source name -> builder + allowed keys (one entry per source)
