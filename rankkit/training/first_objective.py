@@ -67,6 +67,7 @@ class FirstObjective(Objective):
         self.ids = LETTERS[:self.window]
         self.id_tokens: list[int] = []
         self.last_terms: dict[str, float] = {}
+        self.passages_cut = 0       # passages cut to max_passage_tokens (``truncated``: cut to fit max_length)
 
     def check(self, examples: Sequence[Any]) -> None:
         from .first_data import FirstExample
@@ -116,7 +117,9 @@ class FirstObjective(Objective):
         for p in ex.passages:
             pid = tok(p, add_special_tokens=False)["input_ids"]
             if len(pid) > budget:
-                self.truncated += 1
+                self.passages_cut += 1                     # cut to max_passage_tokens, as at inference
+                if budget < self.max_passage_tokens:       # cut further so the window fits max_length
+                    self.truncated += 1
                 p = tok.decode(pid[:budget])
             cut.append(p)
         self.pairs += n
