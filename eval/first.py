@@ -159,8 +159,10 @@ def main() -> None:
         except rk.MissingResourceError as e:
             print(f"cross-encoder skipped: {e}", file=sys.stderr)
     qids = list(ds.queries)
-    per_query = {n: np.array([rk.evaluate(run, ds.qrels, ["nDCG@10"], per_query=True).get(q, {}).get("nDCG@10", 0.0)
-                              for q in qids]) for n, run in systems.items()}
+    per_query = {}
+    for n, run in systems.items():
+        pq = rk.evaluate(run, ds.qrels, ["nDCG@10"], per_query=True)
+        per_query[n] = np.array([pq.get(q, {}).get("nDCG@10", 0.0) for q in qids])
     ndcg = {n: float(v.mean()) for n, v in per_query.items()}
     tests: dict[str, float] = {}
     for n in systems:
