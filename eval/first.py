@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT / "eval"))
 from _scifact import SCIFACT, write_report  # noqa: E402
 
 import rankkit as rk  # noqa: E402
+import rankkit.folders  # noqa: E402,F401
 from rankkit.evaluation import paired_test  # noqa: E402
 
 
@@ -137,6 +138,12 @@ def main() -> None:
                       k=args.k)
     common = dict(corpus=ds.corpus, window=args.window, stride=args.stride, batch_size=args.batch_size,
                   max_passage_tokens=args.max_passage_tokens, device=args.device)
+    if args.adapter:
+        trained_with = (rk.folders.read_manifest(args.adapter) or {}).get("reranker", {})
+        for key, value in (("window", args.window), ("max_passage_tokens", args.max_passage_tokens)):
+            if key in trained_with and trained_with[key] != value:
+                print(f"warning: the adapter was trained with {key}={trained_with[key]}, evaluated with {value}",
+                      file=sys.stderr)
     models = {"untrained": args.model, **({"trained": args.adapter} if args.adapter else {})}
     systems: dict[str, rk.Run] = {"bm25": bm25}
     records: dict[str, Any] = {}
