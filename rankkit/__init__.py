@@ -37,6 +37,7 @@ _LAZY: dict[str, str] = {
     "DenseRetriever": "rankkit.retrievers.dense:DenseRetriever",
     "BiEncoderReranker": "rankkit.rerankers.biencoder:BiEncoderReranker",
     "CrossEncoder": "rankkit.rerankers.cross_encoder:CrossEncoder",
+    "FirstReranker": "rankkit.rerankers.first:FirstReranker",
     "Generator": "rankkit.generators.generator:Generator",
     "evaluate_rag": "rankkit.rag_eval:evaluate_rag",
 }

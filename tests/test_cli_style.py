@@ -13,7 +13,7 @@ from rankkit.cli import _register, app, main
 from conftest import DEMO
 
 COMMANDS = [("index", "bm25"), ("index", "dense"), ("search",), ("eval",), ("demo",), ("run",),
-            ("train", "reranker"), ("train", "merge"), ("rerank",),
+            ("train", "reranker"), ("train", "first"), ("train", "merge"), ("rerank",),
             ("simulate-clicks",)]
 
 

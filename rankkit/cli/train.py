@@ -1,4 +1,4 @@
-"""``rankkit train reranker --config FILE.yaml``: fine-tune a cross-encoder from a recipe."""
+"""``rankkit train reranker|first --config FILE.yaml``: fine-tune a cross-encoder or a FIRST LLM reranker."""
 
 from __future__ import annotations
 
@@ -32,19 +32,10 @@ def _trainer_output(out: Output) -> Iterator[None]:
         yield
 
 
-@command(train_app, "reranker")
-def train_reranker(
-    config: Path = typer.Option(..., "--config", help="YAML recipe (see configs/)"),
-    steps: int = typer.Option(None, min=1, help="override train.steps"),
-    output_dir: Path = typer.Option(None, help="override output_dir"),
-    threads: int = typer.Option(None, min=1, help="torch CPU threads"),
-    *,
-    ui: Output,
-) -> None:
-    """Train a cross-encoder reranker (adapter or full fine-tuning) and save its folder."""
-    from ..training.config import load_config, run_config
+def _run_recipe(cfg: dict, steps: int | None, output_dir: Path | None, threads: int | None, ui: Output) -> None:
+    """Train what a loaded recipe describes (overrides applied) and print the summary."""
+    from ..training.config import run_config
 
-    cfg = load_config(config)
     overrides = {}
     if steps:
         overrides["steps"] = steps
@@ -60,6 +51,43 @@ def train_reranker(
                "seconds": round(res.seconds, 1), "seconds_per_step": round(res.seconds_per_step, 2),
                "final_loss": res.final_loss, "truncated_pairs": res.truncated_pairs, "pairs": res.pairs}
     ui.result(format_table(["field", "value"], [[k, v] for k, v in summary.items()]), summary)
+
+
+@command(train_app, "reranker")
+def train_reranker(
+    config: Path = typer.Option(..., "--config", help="YAML recipe (see configs/)"),
+    steps: int = typer.Option(None, min=1, help="override train.steps"),
+    output_dir: Path = typer.Option(None, help="override output_dir"),
+    threads: int = typer.Option(None, min=1, help="torch CPU threads"),
+    *,
+    ui: Output,
+) -> None:
+    """Train a cross-encoder reranker (adapter or full fine-tuning) and save its folder."""
+    from ..training.config import load_config
+
+    _run_recipe(load_config(config), steps, output_dir, threads, ui)
+
+
+@command(train_app, "first")
+def train_first(
+    config: Path = typer.Option(..., "--config", help="YAML recipe (e.g. configs/first-smollm2-scifact.yaml)"),
+    steps: int = typer.Option(None, min=1, help="override train.steps"),
+    output_dir: Path = typer.Option(None, help="override output_dir"),
+    threads: int = typer.Option(None, min=1, help="torch CPU threads"),
+    *,
+    ui: Output,
+) -> None:
+    """Train a FIRST listwise LLM reranker (LoRA on a causal LM) and save its adapter folder."""
+    from ..errors import ConfigError
+    from ..training.config import load_config
+
+    cfg = load_config(config)
+    objective = cfg.get("objective")
+    name = objective.get("name") if isinstance(objective, dict) else objective
+    if name != "first":
+        raise ConfigError(f"{config}: `rankkit train first` needs objective: {{name: first}}, got {name!r} "
+                          "(cross-encoders train with `rankkit train reranker`)")
+    _run_recipe(cfg, steps, output_dir, threads, ui)
 
 
 @command(train_app, "merge")

@@ -72,7 +72,8 @@ def load_causal_lm(name: str | os.PathLike = "smollm2", dtype: Any = "auto",
         model = model.to(device)
     model.eval()
     prepare_tokenizer(tokenizer, model)
-    _LM_CACHE[key] = (model, tokenizer)
+    if cache:   # cache=False: a private copy (e.g. to train), never handed to later callers
+        _LM_CACHE[key] = (model, tokenizer)
     return model, tokenizer
 
 

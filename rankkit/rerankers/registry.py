@@ -21,6 +21,7 @@ from .base import Reranker
 RERANKERS: dict[str, str | type[Reranker]] = {
     "cross-encoder": "rankkit.rerankers.cross_encoder:CrossEncoder",
     "bi-encoder": "rankkit.rerankers.biencoder:BiEncoderReranker",
+    "first": "rankkit.rerankers.first:FirstReranker",
 }
 DEFAULT_RERANKER = "cross-encoder"
 

@@ -14,3 +14,6 @@ Where things go (each is one module and one registry call, ``register_*``):
 need no edit for any of them. Model folders are read and written by
 ``rankkit.folders``, which inference imports without importing this package.
 """
+
+# built-in objectives kept in their own modules register themselves on import
+from . import first_objective  # noqa: E402,F401  ("first": LM + ranking loss for causal-LM listwise rerankers)

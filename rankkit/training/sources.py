@@ -93,6 +93,14 @@ def _hf(src: dict[str, Any], cfg: dict[str, Any]) -> tuple[list[Any], dict[str, 
     return groups, {"source": "hf", "name": src["name"], "groups": len(groups), "skipped": rep.skipped}
 
 
+def _first(src: dict[str, Any], cfg: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+    from .first_data import first_source
+
+    cache = config_path(cfg, src["cache_dir"]) if src.get("cache_dir") else None
+    return first_source(config_path(cfg, src["path"]), src,
+                        lambda ds: negatives_stage(src.get("first_stage", "bm25"), ds, cfg), cache)
+
+
 #: source name -> builder + allowed keys (one entry per source)
 DATA_SOURCES: dict[str, DataSource] = {
     "beir": DataSource(_beir, frozenset({"path", "split", "negatives", "depth", "num_negatives", "repeats",
@@ -103,6 +111,10 @@ DATA_SOURCES: dict[str, DataSource] = {
     "hf": DataSource(_hf, frozenset({"name", "config", "split", "limit", "query_field", "positive_field",
                                      "negative_field", "data_files"}),
                      "a Hugging Face dataset with query/positive/negative columns"),
+    "first": DataSource(_first, frozenset({"path", "split", "window", "repeats", "seed", "min_grade",
+                                           "add_positive", "teacher", "first_stage", "cache_dir",
+                                           "dev_fraction", "limit"}),
+                        "FIRST windows (shuffled first-stage top-k, targets from qrels or a teacher)"),
 }
 
 
