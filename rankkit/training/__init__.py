@@ -11,6 +11,11 @@ Where things go (each is one module and one registry call, ``register_*``):
   ``DATA_SOURCES`` / ``register_data_source``.
 
 ``trainer.py`` (the HF ``Trainer`` loop) and ``config.py`` (YAML -> train)
-need no edit for any of them. Model folders are read and written by
+need no edit for any of them. The click-log source and the click objectives
+(``click_data.py``, ``click_objectives.py``) register themselves on import, below. Model folders are read and written by
 ``rankkit.folders``, which inference imports without importing this package.
 """
+
+from __future__ import annotations
+
+from . import click_data, click_objectives  # noqa: F401  (register source 'clicks', objectives naive/ips/dla)

@@ -206,5 +206,3 @@ def make_objective(name: str | None = None, options: dict[str, Any] | None = Non
     except TypeError as e:
         raise ConfigError(f"bad option for objective {name!r}: {e}") from e
 
-
-from . import click_objectives  # noqa: E402,F401  (registers naive, ips, dla on import)

@@ -124,6 +124,3 @@ def check_source(spec: Any, where: str) -> None:
     if bad:
         raise ConfigError(f"{where} ({kind}): unknown key(s) {sorted(bad)} "
                           f"(allowed: {sorted(DATA_SOURCES[kind].keys)})")
-
-
-from . import click_data  # noqa: E402,F401  (registers the clicks source on import)
