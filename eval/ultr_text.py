@@ -15,7 +15,12 @@
    nDCG@10 with a paired t-test DLA vs naive (``rk.compare``, per test query) and
    DLA's estimated propensities against the true ones.
 
-    RANKKIT_SHARED_DATA=../shared/data PYTHONPATH=. python eval/ultr_text.py --steps 100 --batch-size 2 --k 10 --threads 2
+    RANKKIT_SHARED_DATA=../shared/data PYTHONPATH=. python eval/ultr_text.py --steps 40 --batch-size 2 --k 10 --threads 2
+
+Budget: on the shared 2-core CPU a LoRA step of 2 lists x 10 documents (20 pairs,
+128 tokens) took ~15-18 s and reranking ~8 pairs/s, so the default is 40 steps
+per method (80 click lists, ~10% of the aggregated lists) and the top 10; raise
+``--steps`` / ``--k`` on a faster machine.
 
 Resumable: a method whose model folder exists is not retrained, and an interrupted
 training continues from its last checkpoint (every ``--save-steps``). Writes
@@ -139,9 +144,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sessions", type=int, default=20000)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--batch-size", type=int, default=2, help="click lists (of 10 documents) per step")
-    ap.add_argument("--save-steps", type=int, default=20)
+    ap.add_argument("--save-steps", type=int, default=10)
     ap.add_argument("--propensity-lr", type=float, default=0.1)
     ap.add_argument("--k", type=int, default=10, help="rerank the BM25 top k of each test query")
     ap.add_argument("--threads", type=int, default=2)

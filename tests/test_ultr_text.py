@@ -253,3 +253,13 @@ def test_dla_loss_is_finite_when_rank_one_is_missing():
     loss = dla(scores, torch.tensor([[0.0, 1.0, 0.0, 0.0]]), mask)
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(scores.grad).all() and torch.isfinite(dla.logits.grad).all()
+
+
+def test_shipped_click_recipe_validates():
+    from rankkit.training.config import load_config, objective_and_loss
+
+    from conftest import ROOT
+
+    cfg = load_config(ROOT / "configs" / "minilm-scifact-clicks-dla.yaml")
+    name, options, *_ = objective_and_loss(cfg)
+    assert name == "dla" and options["ranks"] == 10 and cfg["data"][0]["source"] == "clicks"
