@@ -14,7 +14,8 @@ Config (either form)::
 Options:
 
 - all: ``kind`` (``listwise`` softmax, ``pointwise`` BCE, ``pairwise`` RankNet;
-  DLA is listwise only) and ``max_weight`` (inverse propensities are clipped
+  DLA is listwise only; the pairwise loss is not linear in the clicks, so give
+  its source ``aggregate: false``) and ``max_weight`` (inverse propensities are clipped
   there: a propensity below ``1/max_weight``, zero included, counts as
   ``1/max_weight``; default 100);
 - ``ips``: ``propensities`` (required): the known examination probability of
@@ -113,7 +114,7 @@ class ClickObjective(Objective):
         import torch
 
         if self.loss is None:
-            self.check([])  # pragma: no cover - the trainer calls check() first
+            raise RankkitError(f"objective {self.loss_name!r}: call check(examples) before training")
         scores, out = self.scores(model, batch)
         loss = self.loss(scores, batch["labels"], batch["group_mask"], batch["list_weights"])
         if not torch.isfinite(loss):
