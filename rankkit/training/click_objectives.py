@@ -24,6 +24,11 @@ Options:
   data), ``propensity_lr`` (Adam learning rate of the propensity logits,
   default 0.05: the ranker's LoRA rate would move them by a few hundredths in
   a few hundred steps), ``propensity_weight`` (weight of the propensity loss).
+  The rate matters: a propensity model much faster than the ranker fits the
+  relevance-confounded CTR curve as position bias before the ranker can correct
+  it (SciFact, 100 steps from a new head: 0.1 gave propensity 0.02 at rank 10
+  against a true 0.1 and wrecked the ranker; 0.01 stayed near naive;
+  eval/RESULTS.md).
 
 DLA's propensity logits are trained by the Trainer's own optimiser (an extra
 parameter group, :meth:`Objective.parameter_groups`), saved in every checkpoint
