@@ -114,7 +114,7 @@ def test_toy_objective_adapter_and_source_train_and_reload(base, tmp_path):
     ({"loss": {"name": "ranknet"}}, "takes no loss"),
     ({"objective": {"name": "listwise", "options": {"loss": "hinge"}}}, "unknown loss 'hinge'"),
     ({"data": [{"source": "toy", "m": 1}]}, "unknown key(s) ['m']"),
-    ({"data": [{"source": "clicks"}]}, "must be one of"),
+    ({"data": [{"source": "sessions"}]}, "must be one of"),
     ({"adapter": {"method": "lm_only"}}, "is for CAUSAL_LM models, but the objective trains SEQ_CLS"),
 ])
 def test_config_checks_the_registries_before_loading(base, tmp_path, over, message):

@@ -11,9 +11,14 @@ Where things go (each is one module and one registry call, ``register_*``):
   ``DATA_SOURCES`` / ``register_data_source``.
 
 ``trainer.py`` (the HF ``Trainer`` loop) and ``config.py`` (YAML -> train)
-need no edit for any of them. Model folders are read and written by
+need no edit for any of them. The click-log source and the click objectives
+(``click_data.py``, ``click_objectives.py``) register themselves on import, below. Model folders are read and written by
 ``rankkit.folders``, which inference imports without importing this package.
 """
 
-# built-in objectives kept in their own modules register themselves on import
-from . import first_objective  # noqa: E402,F401  ("first": LM + ranking loss for causal-LM listwise rerankers)
+from __future__ import annotations
+
+# built-in objectives and sources kept in their own modules register themselves on import
+# click_data: source 'clicks'; click_objectives: naive/ips/dla; first_objective: "first" (LM + ranking
+# loss for causal-LM listwise rerankers)
+from . import click_data, click_objectives, first_objective  # noqa: F401

@@ -5,7 +5,8 @@ objective (optional, default ``listwise``) and its loss, the data sources
 and the optimisation settings; see ``configs/*.yaml``. Every name is checked
 against its registry before any model loads (``ConfigError`` naming the
 field): ``adapter.method`` -> ``adapters.ADAPTERS``, ``objective.name`` ->
-``objectives.OBJECTIVES``, ``loss.name`` -> ``losses.LOSSES``,
+``objectives.OBJECTIVES``, ``loss.name`` -> ``losses.LOSSES`` (or, for
+``loss: naive|ips|dla``, the click objective of that name),
 ``data[i].source`` -> ``sources.DATA_SOURCES``. Relative paths resolve
 against the config file's folder.
 """
@@ -53,6 +54,28 @@ def _block(value: Any, key: str, default: str) -> tuple[str, dict[str, Any]]:
     return str(value.get(key) or default), dict(value.get("options") or {})
 
 
+def objective_and_loss(cfg: dict[str, Any], where: str = "config"
+                       ) -> tuple[str, dict[str, Any], str, dict[str, Any], bool]:
+    """(objective, its options, loss, its options, whether a loss block applies).
+
+    ``loss: dla`` (a loss block naming a registered objective that takes no loss,
+    e.g. the click objectives naive / ips / dla) selects that objective, with the
+    loss block's options as its options.
+    """
+    from .losses import LOSSES
+    from .objectives import OBJECTIVES, takes_loss
+
+    lname, lopts = _block(cfg.get("loss"), "name", "softmax_ce")
+    oname, oopts = _block(cfg.get("objective"), "name", "listwise")
+    if cfg.get("loss") is not None and lname.lower() not in LOSSES and lname in OBJECTIVES \
+            and not takes_loss(lname):
+        if cfg.get("objective") is not None and oname != lname:
+            raise ConfigError(f"{where}: loss {lname!r} is the objective {lname!r}; "
+                              f"it cannot also use objective {oname!r}")
+        return lname, {**lopts, **oopts}, "softmax_ce", {}, False
+    return oname, oopts, lname, lopts, cfg.get("loss") is not None
+
+
 def validate(cfg: dict[str, Any], where: str = "config") -> None:
     """Check names and keys against the registries before anything heavy runs."""
     from .adapters import get_adapter, methods
@@ -69,12 +92,11 @@ def validate(cfg: dict[str, Any], where: str = "config") -> None:
     method, _ = _block(cfg.get("adapter"), "method", "lora")
     if method not in methods():
         raise ConfigError(f"{where}: adapter.method: unknown adapter method {method!r} (choose {', '.join(methods())})")
-    lname, lopts = _block(cfg.get("loss"), "name", "softmax_ce")
+    oname, oopts, lname, lopts, given_loss = objective_and_loss(cfg, where)
     if lname.lower() not in LOSSES:
         raise ConfigError(f"{where}: loss.name: unknown loss {lname!r} (choose {', '.join(LOSSES)})")
-    oname, oopts = _block(cfg.get("objective"), "name", "listwise")
     try:   # a loss block for an objective that takes none is an error, so pass it on when given
-        given = takes_loss(oname) or cfg.get("loss") is not None
+        given = takes_loss(oname) or given_loss
         objective = make_objective(oname, oopts, loss=lname if given else None, loss_options=lopts)
     except ConfigError as e:
         raise ConfigError(f"{where}: objective: {e}") from e
@@ -113,8 +135,7 @@ def run_config(cfg: dict[str, Any], overrides: dict[str, Any] | None = None) -> 
     topts = {**(cfg.get("train") or {}), **(overrides or {})}
     opts = TrainOptions(**topts)
     method, adapter_options = _block(cfg.get("adapter"), "method", "lora")
-    lname, lopts = _block(cfg.get("loss"), "name", "softmax_ce")
-    oname, oopts = _block(cfg.get("objective"), "name", "listwise")
+    oname, oopts, lname, lopts, _ = objective_and_loss(cfg)
     groups, summary = build_groups(cfg)
     import random
 

@@ -69,6 +69,15 @@ class Objective:
         self.max_length = int(max_length)
         self.group_size = group_size
 
+    def parameter_groups(self, lr: float) -> list[dict[str, Any]]:
+        """Optimiser parameter groups of the objective's own trainable parameters (e.g. DLA's
+        propensity model), added to the Trainer's optimiser; ``lr`` is the model's rate."""
+        return []
+
+    def callbacks(self) -> list[Any]:
+        """``transformers.TrainerCallback`` s the objective needs (e.g. to checkpoint its own state)."""
+        return []
+
     # per step -------------------------------------------------------------------------
     def collate(self, examples: Sequence[Any]) -> dict[str, Any]:
         raise NotImplementedError
@@ -196,3 +205,4 @@ def make_objective(name: str | None = None, options: dict[str, Any] | None = Non
         return cls(**kwargs)
     except TypeError as e:
         raise ConfigError(f"bad option for objective {name!r}: {e}") from e
+

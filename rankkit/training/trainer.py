@@ -62,6 +62,15 @@ def _trainer_class() -> type:
             self.objective = objective
             self.regularizer = regularizer
 
+        def create_optimizer(self, model: Any = None) -> Any:
+            """The Trainer's optimiser plus the objective's own parameter groups (DLA's propensities)."""
+            opt = super().create_optimizer(model)
+            have = {id(p) for g in opt.param_groups for p in g["params"]}
+            for group in self.objective.parameter_groups(self.args.learning_rate):
+                if not any(id(p) in have for p in group["params"]):
+                    opt.add_param_group(group)
+            return opt
+
         def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                          num_items_in_batch: Any = None) -> Any:
             loss, out = self.objective.compute_loss(model, inputs)
@@ -147,7 +156,8 @@ def train(groups: Sequence[Any], base_model: str, output_dir: str | os.PathLike,
     )
     trainer = _trainer_class()(model=model, args=args, train_dataset=list(groups),
                                data_collator=objective.collate, objective=objective,
-                               regularizer=adapter.regularizer, callbacks=adapter.callbacks(model))
+                               regularizer=adapter.regularizer,
+                               callbacks=adapter.callbacks(model) + objective.callbacks())
     resume = None
     if opts.resume and ckpt.exists() and any(ckpt.glob("checkpoint-*")):
         resume = True

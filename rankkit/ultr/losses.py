@@ -184,7 +184,8 @@ class DLA:
         rank_w = inverse_propensity(rel_prop, self.max_weight)
         rank_loss = softmax_ce(scores, clicks, mask, rank_w * lw[:, None])
         s = scores.detach().masked_fill(~mask, float("-inf"))
-        rel = torch.exp(s - s[:, :1]).masked_fill(~mask, 1.0)  # r_k / r_1
+        first = mask.to(torch.int8).argmax(1, keepdim=True)   # rank 1, or the first rank shown
+        rel = torch.exp(s - s.gather(1, first)).masked_fill(~mask, 1.0)  # r_k / r_1
         rel_w = inverse_propensity(rel, self.max_weight)
         exam_loss = softmax_ce(plogits, clicks, mask, rel_w * lw[:, None])
         return rank_loss + self.propensity_weight * exam_loss
