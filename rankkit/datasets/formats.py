@@ -102,22 +102,36 @@ def _line_counter(content: str):
     return line_of
 
 
-def read_tsv_pairs(path: PathLike, what: str) -> dict[str, str]:
-    """``id<TAB>text`` lines (a header line ``id text`` / ``qid ...`` is skipped)."""
-    out: dict[str, str] = {}
+def iter_tsv(path: PathLike, what: str, columns: int | None = None,
+             expected: str = "") -> Iterator[tuple[int, list[str]]]:
+    """``(line number, columns)`` of each non-blank tab-separated line of a (gzipped) text file.
+
+    ``columns``: the exact number of columns every line must have (a DataFormatError
+    naming file and line otherwise; ``expected`` describes them in the message).
+    """
     with open_text(path, f"{what} file") as fh:
         for lineno, line in enumerate(fh, 1):
             line = line.rstrip("\n\r")
             if not line.strip():
                 continue
             cols = line.split("\t")
-            if len(cols) < 2:
-                raise DataFormatError(f"expected 'id<TAB>text', found {len(cols)} column", path, lineno)
-            if lineno == 1 and cols[0].lower() in ("id", "qid", "docid", "_id", "query-id", "pid"):
-                continue
-            if cols[0] in out:
-                raise DataFormatError(f"duplicate {what} id {cols[0]!r}", path, lineno)
-            out[cols[0]] = "\t".join(cols[1:])
+            if columns is not None and len(cols) != columns:
+                raise DataFormatError(f"expected {columns} tab-separated columns{expected}, found {len(cols)}",
+                                      path, lineno)
+            yield lineno, cols
+
+
+def read_tsv_pairs(path: PathLike, what: str) -> dict[str, str]:
+    """``id<TAB>text`` lines (a header line ``id text`` / ``qid ...`` is skipped)."""
+    out: dict[str, str] = {}
+    for lineno, cols in iter_tsv(path, what):
+        if len(cols) < 2:
+            raise DataFormatError(f"expected 'id<TAB>text', found {len(cols)} column", path, lineno)
+        if lineno == 1 and cols[0].lower() in ("id", "qid", "docid", "_id", "query-id", "pid"):
+            continue
+        if cols[0] in out:
+            raise DataFormatError(f"duplicate {what} id {cols[0]!r}", path, lineno)
+        out[cols[0]] = "\t".join(cols[1:])
     return out
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import DataFormatError
-from ..io import PathLike, open_text
+from ..io import PathLike
+from .formats import iter_tsv
 
 
 @dataclass(frozen=True)
@@ -18,19 +19,10 @@ class Triple:
 def read_triples(path: PathLike, limit: int | None = None) -> list[Triple]:
     """Read text triples; a line without exactly three non-empty columns is an error."""
     out: list[Triple] = []
-    with open_text(path, "triples file") as fh:
-        for lineno, line in enumerate(fh, 1):
-            line = line.rstrip("\n\r")
-            if not line.strip():
-                continue
-            cols = line.split("\t")
-            if len(cols) != 3:
-                raise DataFormatError(
-                    f"expected 3 tab-separated columns (query, positive, negative), found {len(cols)}",
-                    path, lineno)
-            if not all(c.strip() for c in cols):
-                raise DataFormatError("empty query, positive or negative", path, lineno)
-            out.append(Triple(*cols))
-            if limit is not None and len(out) >= limit:
-                break
+    for lineno, cols in iter_tsv(path, "triples", 3, " (query, positive, negative)"):
+        if not all(c.strip() for c in cols):
+            raise DataFormatError("empty query, positive or negative", path, lineno)
+        out.append(Triple(*cols))
+        if limit is not None and len(out) >= limit:
+            break
     return out

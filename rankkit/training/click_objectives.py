@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, RankkitError
-from .objectives import Objective, register_objective
+from .objectives import Objective, group_scores, register_objective
 
 STATE_FILE = "click_objective.json"
 
@@ -89,12 +89,7 @@ class ClickObjective(Objective):
 
         lists = list(examples)   # whole displayed lists: depth is the source's max_rank, not group_size
         width = max(e.positions[-1] for e in lists)
-        queries = [e.query for e in lists for _ in e.docs]
-        docs = [d if d.strip() else "[empty]" for e in lists for d in e.docs]
-        enc = self.tokenizer(queries, docs, truncation="only_second", max_length=self.max_length,
-                             padding=True, return_tensors="pt")
-        self.pairs += len(docs)
-        self.truncated += int((enc["attention_mask"].sum(1) >= self.max_length).sum())
+        enc = self.encode_pairs(lists)
         clicks = torch.zeros(len(lists), width)
         mask = torch.zeros(len(lists), width, dtype=torch.bool)
         for b, e in enumerate(lists):
@@ -105,15 +100,11 @@ class ClickObjective(Objective):
         return {**enc, "labels": clicks, "group_mask": mask, "list_weights": weights}
 
     def scores(self, model: Any, batch: dict[str, Any]) -> tuple[Any, Any]:
-        """(scores [B, L], column k = rank k + 1, zeros where nothing was shown; model outputs)."""
-        from ..rerankers.heads import relevance_logit
+        """(scores [B, L], column k = rank k + 1, zeros where nothing was shown; model outputs).
 
-        skip = ("labels", "group_mask", "list_weights")
-        out = model(**{k: v for k, v in batch.items() if k not in skip})
-        mask = batch["group_mask"]
-        flat = relevance_logit(out.logits).float()
-        # pairs are in list order and ranks ascend within a list: row-major mask order
-        return flat.new_zeros(mask.shape).masked_scatter(mask, flat), out
+        Pairs are in list order and ranks ascend within a list: row-major mask order.
+        """
+        return group_scores(model, batch, ("labels", "group_mask", "list_weights"))
 
     def compute_loss(self, model: Any, batch: dict[str, Any]) -> tuple[Any, Any]:
         import torch

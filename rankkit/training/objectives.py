@@ -53,6 +53,18 @@ class Objective:
         self.pairs = 0          # (query, document) pairs collated
         self.truncated = 0      # of which longer than max_length
 
+    def encode_pairs(self, items: Sequence[Any]) -> Any:
+        """Tokenise every (query, document) pair of ``items`` (each with ``.query`` and ``.docs``)
+        in one padded batch: documents truncated, never the query; empty documents as
+        ``[empty]``; pairs and truncated pairs counted."""
+        queries = [e.query for e in items for _ in e.docs]
+        docs = [d if d.strip() else "[empty]" for e in items for d in e.docs]
+        enc = self.tokenizer(queries, docs, truncation="only_second", max_length=self.max_length,
+                             padding=True, return_tensors="pt")
+        self.pairs += len(docs)
+        self.truncated += int((enc["attention_mask"].sum(1) >= self.max_length).sum())
+        return enc
+
     # before the model loads ------------------------------------------------------
     def check(self, examples: Sequence[Any]) -> None:
         """Reject unusable training data before any model loads (default: accept)."""
@@ -129,12 +141,7 @@ class ListwiseObjective(Objective):
 
         groups = [g.head(self.group_size) for g in examples]
         width = max(len(g.docs) for g in groups)
-        queries = [g.query for g in groups for _ in g.docs]
-        docs = [d if d.strip() else "[empty]" for g in groups for d in g.docs]
-        enc = self.tokenizer(queries, docs, truncation="only_second", max_length=self.max_length,
-                             padding=True, return_tensors="pt")
-        self.pairs += len(docs)
-        self.truncated += int((enc["attention_mask"].sum(1) >= self.max_length).sum())
+        enc = self.encode_pairs(groups)
         labels = torch.zeros(len(groups), width)
         mask = torch.zeros(len(groups), width, dtype=torch.bool)
         weights = torch.ones(len(groups), width)
@@ -150,18 +157,26 @@ class ListwiseObjective(Objective):
 
     def scores(self, model: Any, batch: dict[str, Any]) -> tuple[Any, Any]:
         """(scores [B, L] with zeros at padding, model outputs)."""
-        from ..rerankers.heads import relevance_logit
-
-        skip = ("labels", "group_mask", "weights")
-        out = model(**{k: v for k, v in batch.items() if k not in skip})
-        mask = batch["group_mask"]
-        flat = relevance_logit(out.logits).float()
-        return flat.new_zeros(mask.shape).masked_scatter(mask, flat), out
+        return group_scores(model, batch, ("labels", "group_mask", "weights"))
 
     def compute_loss(self, model: Any, batch: dict[str, Any]) -> tuple[Any, Any]:
         scores, out = self.scores(model, batch)
         loss = self.loss(scores, batch["labels"], batch["group_mask"], weights=batch.get("weights"))
         return loss, out
+
+
+def group_scores(model: Any, batch: dict[str, Any], extra_keys: Sequence[str]) -> tuple[Any, Any]:
+    """One forward pass over a batch's flattened pairs, scores put back as ``[B, L]`` lists.
+
+    ``batch["group_mask"]`` marks the real items (row-major order = pair order);
+    ``extra_keys`` are the batch entries that are not model inputs. Padding scores 0.
+    """
+    from ..rerankers.heads import relevance_logit
+
+    out = model(**{k: v for k, v in batch.items() if k not in extra_keys})
+    mask = batch["group_mask"]
+    flat = relevance_logit(out.logits).float()
+    return flat.new_zeros(mask.shape).masked_scatter(mask, flat), out
 
 
 #: objective name -> class (one entry per objective); ``"listwise"`` is the default

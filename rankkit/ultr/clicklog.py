@@ -33,8 +33,17 @@ from typing import Any
 
 import numpy as np
 
+from ..datasets.formats import iter_tsv
 from ..errors import ConfigError, DataFormatError
 from ..io import PathLike, atomic_path, open_text, require_file
+
+Columns = tuple[list[str], list[list[str]], list[list[int]], list[list[float] | None],
+                list[dict[str, list[float]]], dict[str, str]]
+
+
+def _new_columns() -> Columns:
+    """Empty per-session columns (qids, docids, clicks, dwell, display, query texts) the readers fill."""
+    return [], [], [], [], [], {}
 
 
 @dataclass
@@ -135,12 +144,7 @@ class ClickLog:
     def from_sessions(cls, records: Iterable[Mapping[str, Any]], source: str | None = None,
                       drop_unclicked: bool = False, row_label: str = "line") -> ClickLog:
         """Validate session dicts (see the module docstring) into a ClickLog."""
-        qids: list[str] = []
-        docs: list[list[str]] = []
-        clicks: list[list[int]] = []
-        dwell: list[list[float] | None] = []
-        display: list[dict[str, list[float]]] = []
-        queries: dict[str, str] = {}
+        qids, docs, clicks, dwell, display, queries = _new_columns()
         skipped = 0
         for lineno, rec in _numbered(records):
             q, d, c, w, disp, text = _parse_session(rec, source, lineno, row_label)
@@ -388,12 +392,7 @@ def read_baidu_ultr(path: PathLike, drop_unclicked: bool = False) -> ClickLog:
     displayed documents are skipped and counted in ``skipped['empty']``.
     """
     p = require_file(path, "Baidu-ULTR session file")
-    qids: list[str] = []
-    docs: list[list[str]] = []
-    clicks: list[list[int]] = []
-    dwell: list[list[float] | None] = []
-    display: list[dict[str, list[float]]] = []
-    queries: dict[str, str] = {}
+    qids, docs, clicks, dwell, display, queries = _new_columns()
     skipped = {"empty": 0, "no_clicks": 0} if drop_unclicked else {"empty": 0}
     current: tuple[str, str, list[tuple[int, str, int, float, dict[str, float]]]] | None = None
 
@@ -474,27 +473,20 @@ def read_baidu_annotations(path: PathLike) -> BaiduAnnotations:
     qrels: dict[str, dict[str, int]] = {}
     documents: dict[str, tuple[str, str]] = {}
     buckets: dict[str, int] = {}
-    with open_text(p, "Baidu-ULTR annotation file") as fh:
-        for lineno, line in enumerate(fh, 1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            cols = line.split("\t")
-            if len(cols) != 6:
-                raise DataFormatError(f"expected 6 fields (qid, query, title, abstract, label, bucket), "
-                                      f"found {len(cols)}", p, lineno)
-            qid, query, title, abstract, label, bucket = cols
-            try:
-                grade, freq = int(label), int(bucket)
-            except ValueError:
-                raise DataFormatError(f"label {label!r} and bucket {bucket!r} must be integers", p, lineno) from None
-            if not 0 <= grade <= 4:
-                raise DataFormatError(f"label {grade} is outside 0-4", p, lineno)
-            if not 0 <= freq <= 9:
-                raise DataFormatError(f"bucket {freq} is outside 0-9", p, lineno)
-            docid = "t" + hashlib.md5(f"{title}\t{abstract}".encode()).hexdigest()[:16]
-            queries[qid] = query.replace("\x01", " ")
-            qrels.setdefault(qid, {})[docid] = grade
-            documents[docid] = (title.replace("\x01", " "), abstract.replace("\x01", " "))
-            buckets[qid] = freq
+    for lineno, cols in iter_tsv(p, "Baidu-ULTR annotation", 6,
+                                 " (qid, query, title, abstract, label, bucket)"):
+        qid, query, title, abstract, label, bucket = cols
+        try:
+            grade, freq = int(label), int(bucket)
+        except ValueError:
+            raise DataFormatError(f"label {label!r} and bucket {bucket!r} must be integers", p, lineno) from None
+        if not 0 <= grade <= 4:
+            raise DataFormatError(f"label {grade} is outside 0-4", p, lineno)
+        if not 0 <= freq <= 9:
+            raise DataFormatError(f"bucket {freq} is outside 0-9", p, lineno)
+        docid = "t" + hashlib.md5(f"{title}\t{abstract}".encode()).hexdigest()[:16]
+        queries[qid] = query.replace("\x01", " ")
+        qrels.setdefault(qid, {})[docid] = grade
+        documents[docid] = (title.replace("\x01", " "), abstract.replace("\x01", " "))
+        buckets[qid] = freq
     return BaiduAnnotations(queries, qrels, documents, buckets)
