@@ -142,10 +142,19 @@ class CrossEncoder(Reranker):
         self._uses_types = "token_type_ids" in getattr(self.tokenizer, "model_input_names", ())
         self._pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.stats = {"pairs": 0, "truncated": 0, "empty": 0, "query_truncated": 0}
+        self._fingerprint: str | None = None
 
     def tuned_interpolation(self) -> float | None:
         """``interpolate="auto"``: the weight tuned for this model and saved in its rankkit.json, if any."""
         return self.manifest.get("interpolate")
+
+    def fingerprint(self) -> str:
+        """A short hash of the weights, window and label: the key of cached scores (``ScoreCache``)."""
+        from ..folders import model_fingerprint
+
+        if self._fingerprint is None:
+            self._fingerprint = model_fingerprint(self.model, header=f"ce|{self.max_length}|{self.label}")
+        return self._fingerprint
 
     # ------------------------------------------------------------------ Stage API
     def score_pairs(self, query_texts: list[str], qidx: np.ndarray, docids: np.ndarray) -> np.ndarray:
