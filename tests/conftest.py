@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,28 @@ def shared(*parts: str) -> Path:
     if not p.exists():
         pytest.skip(f"shared data not available: {p}")
     return p
+
+
+def rankkit(*args: object, ok: bool = True) -> subprocess.CompletedProcess:
+    """Run the ``rankkit`` command in a subprocess (this checkout first on the path, one thread)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "rankkit", *map(str, args)], capture_output=True,
+                          text=True, env=env, cwd=ROOT, timeout=600)
+    if ok:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny-model tests run on one torch thread (use with ``pytest.mark.usefixtures``)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -3,22 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from conftest import DEMO, ROOT, shared
-
-
-def rankkit(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run([sys.executable, "-m", "rankkit", *map(str, args)], capture_output=True,
-                          text=True, env=env, cwd=ROOT, timeout=300)
-    if ok:
-        assert proc.returncode == 0, proc.stderr
-    return proc
+from conftest import DEMO, rankkit, shared
 
 
 def test_help_lists_commands():

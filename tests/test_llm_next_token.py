@@ -26,12 +26,7 @@ USERS = ["[A] cats [B] dogs. Query: pets", "q",
          "[A] penicillin [B] mould. Query: who found penicillin in 1928?", "[A] x [B] y"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

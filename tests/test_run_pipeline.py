@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 from tiny_llm import tiny_llm_dir
@@ -23,19 +20,10 @@ from rankkit.runner import (
     run_pipeline_file,
 )
 
-from conftest import DEMO, ROOT, shared
+from conftest import DEMO, ROOT, rankkit, shared
 
 HAS_CE = importlib.util.find_spec("rankkit.rerankers.cross_encoder") is not None
 
-
-def rankkit(*args, ok: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-           "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, "-m", "rankkit", *map(str, args)], capture_output=True,
-                          text=True, env=env, cwd=ROOT, timeout=600)
-    if ok:
-        assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
 
 
 @pytest.fixture(scope="module")

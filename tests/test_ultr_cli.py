@@ -3,20 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
-from conftest import ROOT
-
-
-def rankkit(*args: object, ok: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run([sys.executable, "-m", "rankkit", *map(str, args)], capture_output=True,
-                          text=True, env=env, cwd=ROOT, timeout=300)
-    if ok:
-        assert proc.returncode == 0, proc.stderr
-    return proc
+from conftest import rankkit
 
 
 def _files(tmp_path):
