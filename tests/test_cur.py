@@ -157,3 +157,25 @@ def test_bad_anchor_mode_and_dtype(ce):
         CURRetriever.build(ce.corpus(), ce, [])
     with pytest.raises(RankkitError):
         CURRetriever.build(ce.corpus(), ce, "one string")
+
+
+def test_cli_index_cur_writes_a_loadable_index(tmp_path, capsys):
+    pytest.importorskip("torch")
+    from conftest import DEMO
+    from tiny_models import build_tiny_bert
+
+    from rankkit.cli import main
+
+    folder = build_tiny_bert(tmp_path / "ce", head=True, seed=2)
+    out = tmp_path / "idx"
+    with pytest.raises(SystemExit) as exc:
+        main([str(a) for a in ("index", "cur", "--corpus", DEMO, "--queries", DEMO, "--out", out,
+                               "--model", folder, "--k-i", 5, "--k-r", 5, "--rounds", 2,
+                               "--max-length", 32, "--dtype", "float16", "-q")])
+    assert exc.value.code == 0, capsys.readouterr().err
+    assert "indexed 30 documents" in capsys.readouterr().out
+    corpus = rk.datasets.load_beir(DEMO).corpus
+    cur = CURRetriever.load(out, cross_encoder=rk.CrossEncoder(folder, max_length=32, show_progress=False),
+                            corpus=corpus)
+    assert cur.rounds == 2 and cur.r.dtype == np.float16 and cur.r.shape == (10, 30)
+    assert len((cur % 3)(rk.Queries({"x": "a query"})).docids("x")) == 3
