@@ -161,10 +161,11 @@ def test_bad_anchor_mode_and_dtype(ce):
 
 def test_cli_index_cur_writes_a_loadable_index(tmp_path, capsys):
     pytest.importorskip("torch")
-    from conftest import DEMO
     from tiny_models import build_tiny_bert
 
     from rankkit.cli import main
+
+    from conftest import DEMO
 
     folder = build_tiny_bert(tmp_path / "ce", head=True, seed=2)
     out = tmp_path / "idx"

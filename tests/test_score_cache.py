@@ -78,3 +78,17 @@ def test_missing_row_bytes_and_wrong_shapes_are_errors(tmp_path):
     with pytest.raises(RankkitError, match="empty"):
         ScoreCache(tmp_path, "m1", [], [], Counting())
     assert bad.matrix([]).shape == (0, 3)
+
+
+def test_read_only_leaves_a_row_being_written_alone(tmp_path):
+    sc = ScoreCache(tmp_path, "m1", IDS, TEXTS, Counting())
+    sc.matrix(["q"])
+    with open(sc.dir / "rows.f32", "ab") as f:
+        f.write(b"\x00" * 5)  # another process is writing its next row
+    ro = ScoreCache(tmp_path, "m1", IDS, TEXTS, Counting(), read_only=True)
+    assert (sc.dir / "rows.f32").stat().st_size == 17
+    assert ro.matrix(["q"]).tolist() == [[1, 2, 3]]
+    with pytest.raises(RankkitError, match="read-only"):
+        ro.matrix(["missing"])
+    with pytest.raises(RankkitError, match="no cached scores"):
+        ScoreCache(tmp_path, "m9", IDS, TEXTS, Counting(), read_only=True)
