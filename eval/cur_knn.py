@@ -11,7 +11,8 @@ pair rate behind the seconds columns (and checks the cached values).
 
 Methods at equal budgets B (cross-encoder calls per query): ANNCUR with k_i =
 25/50/75% of B (random anchor items), ANNCUR with BM25's top k_i as anchor
-items, adaCUR (k_i = 50% of B spent in 5 rounds), BM25 top-B -> CE and dense
+items, adaCUR (k_i = 50% of B in 5 rounds; round 0 random
+or BM25 top), BM25 top-B -> CE and dense
 (MiniLM-L6 bi-encoder) top-B -> CE. Metrics: recall of the exact top-k
 (k = 1, 10, 100) in each method's top k, nDCG@10 against the qrels, and index
 cost (anchor calls, seconds at the measured rate, memory of R).
