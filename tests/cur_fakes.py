@@ -34,8 +34,14 @@ class LowRankCE:
     def predict(self, queries, docs) -> np.ndarray:
         self.predict_calls += 1
         self.calls.update(queries)
-        return np.array([self.scores[self._qi[q], self._di[d]] for q, d in zip(queries, docs)],
-                        dtype=np.float32)
+        return np.array([self._row(q)[self._di[d]] for q, d in zip(queries, docs)], dtype=np.float32)
+
+    def _row(self, query: str) -> np.ndarray:
+        """Known queries: their row; any other text: a fixed random vector in the same low-rank space."""
+        if query in self._qi:
+            return self.scores[self._qi[query]]
+        seed = int.from_bytes(query.encode("utf-8")[:8].ljust(8, b"\0"), "little")
+        return np.random.default_rng(seed).normal(size=self.q.shape[1]) @ self.d.T
 
     def corpus(self) -> rk.Corpus:
         return rk.Corpus([f"d{j}" for j in range(len(self.doc_texts))], self.doc_texts)

@@ -180,3 +180,17 @@ def test_cli_index_cur_writes_a_loadable_index(tmp_path, capsys):
                             corpus=corpus)
     assert cur.rounds == 2 and cur.r.dtype == np.float16 and cur.r.shape == (10, 30)
     assert len((cur % 3)(rk.Queries({"x": "a query"})).docids("x")) == 3
+
+
+def test_passes_the_retriever_contract(ce):
+    from rankkit.testing import check_retriever
+
+    cur = _build(ce, k_i=10, k_r=10, rounds=2)
+    run = check_retriever(cur, ce.queries([31, 32, 33]), k=4)
+    assert len(run.docids("q31")) == 20
+
+
+def test_load_needs_the_corpus(ce, tmp_path):
+    _build(ce).save(tmp_path / "idx")
+    with pytest.raises(ConfigError, match="pass corpus="):
+        CURRetriever.load(tmp_path / "idx", cross_encoder=ce)

@@ -225,17 +225,26 @@ class CURRetriever(Retriever):
         return Path(folder)
 
     @classmethod
-    def load(cls, folder: PathLike, cross_encoder: Any, corpus: Any, first_stage: Stage | Run | None = None,
-             **search: Any) -> CURRetriever:
+    def load(cls, folder: PathLike, cross_encoder: Any = None, corpus: Any = None,
+             first_stage: Stage | Run | None = None, **search: Any) -> CURRetriever:
         """Load an index saved by :meth:`save`; ``cross_encoder`` and ``corpus`` must be the ones it was built from.
 
+        ``cross_encoder`` defaults to the model named in the manifest (loaded as
+        :class:`~rankkit.rerankers.cross_encoder.CrossEncoder`, fingerprint checked).
         ``search`` overrides ``k_i``, ``k_r`` or ``rounds``. ``R`` is memory-mapped.
         """
         folder = Path(folder)
         manifest = require_manifest(folder, kind="cur")
         if manifest.get("format") != FORMAT:
             raise DataFormatError(f"unsupported CUR index format {manifest.get('format')!r}", folder / MANIFEST)
+        if corpus is None:
+            raise ConfigError(f"{folder}: a CUR index scores document texts at query time: pass corpus= "
+                              "(the corpus it was built from)")
         corpus = Corpus.coerce(corpus)
+        if cross_encoder is None:
+            from ..rerankers.cross_encoder import CrossEncoder
+
+            cross_encoder = CrossEncoder(manifest["model"], show_progress=False)
         if corpus.fingerprint() != manifest.get("corpus_fingerprint"):
             raise ConfigError(
                 f"{folder}: the CUR index was built from another corpus ({manifest.get('num_docs')} documents, "
@@ -328,6 +337,8 @@ class CURRetriever(Retriever):
 
     def retrieve(self, queries: Queries, k: int) -> Run:
         queries = Queries.coerce(queries)
+        if not len(queries):
+            return Run(name=self.name)
         texts, b, n_items = queries.texts, len(queries), len(self.corpus)
         k_i = min(self.k_i, n_items)
         k_r = min(self.k_r, n_items - k_i)
