@@ -35,6 +35,7 @@ _LAZY: dict[str, str] = {
     "LuceneBM25": "rankkit.retrievers.lucene:LuceneBM25",
     "load_index": "rankkit.retrievers:load_index",
     "DenseRetriever": "rankkit.retrievers.dense:DenseRetriever",
+    "CURRetriever": "rankkit.retrievers.cur:CURRetriever",
     "BiEncoderReranker": "rankkit.rerankers.biencoder:BiEncoderReranker",
     "CrossEncoder": "rankkit.rerankers.cross_encoder:CrossEncoder",
     "FirstReranker": "rankkit.rerankers.first:FirstReranker",

@@ -32,6 +32,7 @@ COMMAND_MODULES = [
     "rankkit.cli.evaluate",
     "rankkit.cli.demo",
     "rankkit.cli.dense",
+    "rankkit.cli.cur",
     "rankkit.cli.train",
     "rankkit.cli.rerank",
     "rankkit.cli.run",

@@ -46,10 +46,13 @@ class ScoreCache:
     ``score_fn(queries, docs)`` scores aligned text pairs (``CrossEncoder.predict``);
     ``model_key`` names the model (``CrossEncoder.fingerprint()``); scores from
     another model or another corpus live in another folder and are never mixed.
+    ``read_only=True`` opens a cache another process may be filling: it writes
+    nothing (an unfinished last row is left alone, not cut) and asking for a
+    missing row is an error.
     """
 
     def __init__(self, folder: str | os.PathLike, model_key: str, docids: Sequence[str],
-                 texts: Sequence[str], score_fn: ScoreFn):
+                 texts: Sequence[str], score_fn: ScoreFn, read_only: bool = False):
         if len(docids) != len(texts):
             raise RankkitError(f"ScoreCache: {len(docids)} document ids but {len(texts)} texts")
         if not len(docids):
@@ -58,14 +61,18 @@ class ScoreCache:
         self.texts = list(texts)
         self.score_fn = score_fn
         self.dir = Path(folder) / model_key / corpus_key(self.docids, self.texts)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.read_only = read_only
+        if read_only and not self.dir.is_dir():
+            raise RankkitError(f"ScoreCache: no cached scores for this model and corpus under {self.dir}")
+        if not read_only:
+            self.dir.mkdir(parents=True, exist_ok=True)
         self._rows_path = self.dir / "rows.f32"
         self._index_path = self.dir / "queries.tsv"
         ids_path = self.dir / "docids.txt"
         if ids_path.exists():
             if ids_path.read_text(encoding="utf-8").split("\n")[:-1] != self.docids:
                 raise DataFormatError(f"{ids_path}: column ids differ from this corpus (damaged cache?)")
-        else:
+        elif not read_only:
             tmp = ids_path.with_suffix(".tmp")
             tmp.write_text("".join(d + "\n" for d in self.docids), encoding="utf-8")
             os.replace(tmp, ids_path)
@@ -83,7 +90,7 @@ class ScoreCache:
         if size < self._n_rows * row_bytes:
             raise DataFormatError(f"{self._rows_path}: {size} bytes hold fewer than the "
                                   f"{self._n_rows} rows {self._index_path.name} lists")
-        if size > self._n_rows * row_bytes:  # a row interrupted mid-write: drop it
+        if size > self._n_rows * row_bytes and not read_only:  # a row interrupted mid-write: drop it
             with open(self._rows_path, "r+b") as f:
                 f.truncate(self._n_rows * row_bytes)
 
@@ -102,6 +109,9 @@ class ScoreCache:
         from tqdm.auto import tqdm
 
         todo = list(dict.fromkeys(q for q in queries if text_key(q) not in self._rows))
+        if todo and self.read_only:
+            raise RankkitError(f"ScoreCache: {len(todo)} of {len(queries)} rows are not cached in {self.dir} "
+                               "(opened read-only)")
         n_d = len(self.docids)
         bar = tqdm(total=len(todo), desc="score rows", unit="query", disable=not show_progress)
         for c0 in range(0, len(todo), max(1, chunk)):

@@ -12,6 +12,7 @@ from ..io import PathLike
 INDEX_KINDS: dict[str, str] = {
     "bm25": "rankkit.retrievers.bm25:BM25",
     "dense": "rankkit.retrievers.dense:DenseRetriever",
+    "cur": "rankkit.retrievers.cur:CURRetriever",
 }
 
 
