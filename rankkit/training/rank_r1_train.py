@@ -125,7 +125,7 @@ def sft_warmup(base_model: str, examples: Sequence[RankR1Example], folder: str |
                      weight_decay=float(opts["weight_decay"]), max_length=int(opts["max_length"]),
                      completion_only_loss=True, packing=False, logging_steps=1, save_strategy="no",
                      report_to=[], seed=seed, bf16=False, fp16=False, use_cpu=not _cuda(),
-                     disable_tqdm=not progress, dataloader_num_workers=0, gradient_checkpointing=False)
+                     disable_tqdm=not progress, dataloader_num_workers=0)
     t0 = time.perf_counter()
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_dict(rows), processing_class=tok)
     trainer.train()
@@ -168,7 +168,7 @@ def grpo_train(base_model: str, examples: Sequence[RankR1Example], folder: str |
     args = GRPOConfig(output_dir=str(out_dir) + ".work", max_steps=int(steps), per_device_train_batch_size=per_device,
                       logging_steps=1, save_strategy="no", report_to=[], seed=seed, bf16=False, fp16=False,
                       use_cpu=not _cuda(), disable_tqdm=not progress, dataloader_num_workers=0,
-                      gradient_checkpointing=False, log_completions=False, use_vllm=False, **trl_opts)
+                      log_completions=False, use_vllm=False, **trl_opts)
     t0 = time.perf_counter()
     trainer = GRPOTrainer(model=model, reward_funcs=[format_reward, relevance_reward], args=args,
                           train_dataset=Dataset.from_dict(rows), processing_class=tok)
