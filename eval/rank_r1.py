@@ -5,8 +5,8 @@
         --out /tmp/rank_r1_smoke                        # a smoke run
 
 Fixed subset: SciFact test queries sorted by query id (as strings), the first
-``--queries`` (default 30); candidates: BM25 top ``--k`` (20). Each system
-reranks them with a setwise ``--sort`` (heap) over sets of ``--set-size`` (4),
+``--queries`` (default 10); candidates: BM25 top ``--k`` (20). Each system
+reranks them with a setwise ``--sort`` (heap) over sets of ``--set-size`` (5),
 sorting the top ``--top-k`` (10); prompts are prefilled with ``<think>``.
 Training (inside this script, recipe ``configs/rank-r1-smollm2-scifact.yaml``
 with the step counts from the command line): SciFact *train* queries only.
@@ -116,18 +116,18 @@ def plot_rewards(steps: list[tuple[int, float]], path: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--queries", type=int, default=30, help="first N judged test queries by id")
+    ap.add_argument("--queries", type=int, default=10, help="first N judged test queries by id")
     ap.add_argument("--model", default="smollm2")
     ap.add_argument("--k", type=int, default=20, help="rerank BM25's top k")
-    ap.add_argument("--set-size", type=int, default=4)
+    ap.add_argument("--set-size", type=int, default=5)
     ap.add_argument("--top-k", type=int, default=10)
     ap.add_argument("--sort", default="heap", choices=["heap", "bubble"])
-    ap.add_argument("--max-new-tokens", type=int, default=48)
-    ap.add_argument("--max-passage-tokens", type=int, default=48)
+    ap.add_argument("--max-new-tokens", type=int, default=32)
+    ap.add_argument("--max-passage-tokens", type=int, default=24)
     ap.add_argument("--batch-size", type=int, default=32, help="sequences per generate batch")
     ap.add_argument("--train-queries", type=int, default=None, help="override the recipe's data.queries")
-    ap.add_argument("--sft-steps", type=int, default=40)
-    ap.add_argument("--grpo-steps", type=int, default=60)
+    ap.add_argument("--sft-steps", type=int, default=20)
+    ap.add_argument("--grpo-steps", type=int, default=50)
     ap.add_argument("--max-completion-length", type=int, default=None, help="override grpo.max_completion_length")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "eval" / "out" / "rank_r1"), help="phase folder")

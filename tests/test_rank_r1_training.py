@@ -3,7 +3,6 @@ that reloads to identical greedy outputs, and the reranker over a real (tiny) mo
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from tiny_llm import tiny_llm_dir
 

@@ -43,7 +43,7 @@ def load_rank_r1_model(model: str | os.PathLike = DEFAULT_MODEL, adapter: str | 
     """(model, tokenizer, manifest) for a model name or a Rank-R1 adapter folder (LoRA merged in).
 
     ``model`` may itself be an adapter folder (its manifest names the base);
-    the base is loaded as a private copy so merging never touches the shared cache.
+    the LoRA is merged into a deep copy of the cached base (a GGUF reload takes minutes).
     """
     from ..folders import read_manifest
     from ..llm.loading import load_causal_lm
@@ -61,9 +61,12 @@ def load_rank_r1_model(model: str | os.PathLike = DEFAULT_MODEL, adapter: str | 
     if adapter is None:
         net, tok = load_causal_lm(model, dtype, device)
         return net, tok, {}
+    import copy
+
     import peft
 
-    base, tok = load_causal_lm(model, dtype, device, cache=False)
+    shared, tok = load_causal_lm(model, dtype, device)
+    base = copy.deepcopy(shared)          # merging must not touch the shared cached copy; a copy beats a reload
     net = peft.PeftModel.from_pretrained(base, os.fspath(adapter)).merge_and_unload()
     net.eval()
     return net, tok, read_manifest(Path(os.fspath(adapter))) or {}

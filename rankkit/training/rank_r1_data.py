@@ -64,13 +64,9 @@ def examples_from_run(dataset: Any, run: Any, set_size: int = 4, depth: int = 20
 
 
 def warmup_reasoning(ex: RankR1Example) -> str:
-    """The short reasoning template of the supervised warm-up (no model-written rationale exists)."""
-    return f"The query asks about {_head(ex.query, 12)}. Document [{ex.label + 1}] addresses it most directly."
-
-
-def _head(text: str, words: int) -> str:
-    parts = text.split()
-    return " ".join(parts[:words]).rstrip(".?!") + (" ..." if len(parts) > words else "")
+    """The reasoning template of the supervised warm-up: one short sentence (about 21 tokens with the tags),
+    so it fits a small ``max_completion_length``; GRPO is free to change it."""
+    return f"Document [{ex.label + 1}] best matches the query."
 
 
 __all__ = ["RankR1Example", "examples_from_run", "warmup_reasoning"]

@@ -27,14 +27,14 @@ from .rank_r1_data import RankR1Example, warmup_reasoning
 #: every GRPOConfig option this module relies on (overridable, all recorded)
 GRPO_DEFAULTS: dict[str, Any] = {
     "learning_rate": 1e-4, "beta": 0.0, "loss_type": "dapo", "num_generations": 4,
-    "max_completion_length": 48, "temperature": 1.0, "top_p": 1.0, "top_k": 0,
+    "max_completion_length": 28, "temperature": 1.0, "top_p": 1.0, "top_k": 0,
     "scale_rewards": "group", "num_iterations": 1, "epsilon": 0.2, "epsilon_high": 0.2,
-    "mask_truncated_completions": False, "reward_weights": [0.5, 1.0], "prompts_per_step": 2,
+    "mask_truncated_completions": False, "reward_weights": [0.5, 1.0], "prompts_per_step": 1,
     "gradient_accumulation_steps": 1, "steps_per_generation": 1, "disable_dropout": True,
     "shuffle_dataset": True, "lr_scheduler_type": "constant", "warmup_steps": 0,
     "max_grad_norm": 1.0, "weight_decay": 0.0,
 }
-SFT_DEFAULTS: dict[str, Any] = {"learning_rate": 3e-4, "batch_size": 4, "max_length": 1024,
+SFT_DEFAULTS: dict[str, Any] = {"learning_rate": 5e-4, "batch_size": 2, "max_length": 1024,
                                 "lr_scheduler_type": "constant", "warmup_steps": 0, "weight_decay": 0.0}
 LORA_DEFAULTS: dict[str, Any] = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.0,
                                  "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}
@@ -73,11 +73,15 @@ def _lora(options: dict[str, Any] | None) -> Any:
 def _load(base_model: str, init_adapter: str | os.PathLike | None, lora: dict[str, Any] | None
           ) -> tuple[Any, Any, dict[str, Any]]:
     """A private (uncached) base model with a trainable LoRA: a new one, or ``init_adapter`` continued."""
+    import copy
+
     import peft
 
     from ..llm.loading import load_causal_lm
 
-    model, tok = load_causal_lm(base_model, cache=False)
+    shared, tok = load_causal_lm(base_model)
+    model = copy.deepcopy(shared)      # training changes weights: a private copy (cheaper than a GGUF reload)
+    tok = copy.deepcopy(tok)           # trainers may change padding settings: keep the shared one intact
     quantizer = getattr(model, "hf_quantizer", None)
     if quantizer is not None:          # GGUF: weights are dequantised; save_pretrained must not see it
         quantizer.remove_quantization_config(model)
