@@ -5,9 +5,13 @@
         --out /tmp/rank_r1_smoke                        # a smoke run
 
 Fixed subset: SciFact test queries sorted by query id (as strings), the first
-``--queries`` (default 10); candidates: BM25 top ``--k`` (20). Each system
-reranks them with a setwise ``--sort`` (heap) over sets of ``--set-size`` (5),
-sorting the top ``--top-k`` (10); prompts are prefilled with ``<think>``.
+``--queries`` (default 8); candidates: BM25 top ``--k`` (20). Each system
+reranks them with a setwise ``--sort`` (heap) over sets of ``--set-size`` (3),
+sorting the top ``--top-k`` (5); prompts are prefilled with ``<think>``.
+The defaults fit about 50 minutes on 2 shared CPU cores (SmolLM2 prefills about
+60-70 tokens/s there, so prompt length is the budget): the ``compact`` prompt
+(``--prompt rank-r1`` is the paper's wording, ~150 tokens longer), passages cut
+to 16 tokens, GRPO with 2 completions per set.
 Training (inside this script, recipe ``configs/rank-r1-smollm2-scifact.yaml``
 with the step counts from the command line): SciFact *train* queries only.
 
@@ -66,7 +70,7 @@ def rerank_phase(name: str, out: Path, ds: rk.Dataset, bm25: rk.Run, args: argpa
     rr = rk.RankR1Reranker(args.model, corpus=ds.corpus, adapter=adapter, set_size=args.set_size,
                            top_k=args.top_k, max_new_tokens=args.max_new_tokens, sort=args.sort,
                            max_passage_tokens=args.max_passage_tokens, batch_size=args.batch_size,
-                           show_progress=not args.quiet)
+                           prompt=args.prompt, show_progress=not args.quiet)
     t0 = time.perf_counter()
     run = rr(ds.queries, bm25)
     wall = time.perf_counter() - t0
@@ -116,17 +120,18 @@ def plot_rewards(steps: list[tuple[int, float]], path: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--queries", type=int, default=10, help="first N judged test queries by id")
+    ap.add_argument("--queries", type=int, default=8, help="first N judged test queries by id")
     ap.add_argument("--model", default="smollm2")
     ap.add_argument("--k", type=int, default=20, help="rerank BM25's top k")
-    ap.add_argument("--set-size", type=int, default=5)
-    ap.add_argument("--top-k", type=int, default=10)
+    ap.add_argument("--set-size", type=int, default=3)
+    ap.add_argument("--top-k", type=int, default=5)
     ap.add_argument("--sort", default="heap", choices=["heap", "bubble"])
-    ap.add_argument("--max-new-tokens", type=int, default=32)
-    ap.add_argument("--max-passage-tokens", type=int, default=24)
+    ap.add_argument("--max-new-tokens", type=int, default=24)
+    ap.add_argument("--max-passage-tokens", type=int, default=16)
+    ap.add_argument("--prompt", default="compact", choices=["rank-r1", "compact"])
     ap.add_argument("--batch-size", type=int, default=32, help="sequences per generate batch")
     ap.add_argument("--train-queries", type=int, default=None, help="override the recipe's data.queries")
-    ap.add_argument("--sft-steps", type=int, default=20)
+    ap.add_argument("--sft-steps", type=int, default=16)
     ap.add_argument("--grpo-steps", type=int, default=50)
     ap.add_argument("--max-completion-length", type=int, default=None, help="override grpo.max_completion_length")
     ap.add_argument("--threads", type=int, default=2)
@@ -163,6 +168,7 @@ def main() -> None:
     cfg["threads"] = args.threads
     cfg["max_passage_tokens"] = args.max_passage_tokens
     cfg["base_model"] = args.model
+    cfg["prompt"] = args.prompt
     cfg["data"]["set_size"] = args.set_size
     if args.train_queries:
         cfg["data"]["queries"] = args.train_queries

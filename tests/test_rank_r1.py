@@ -112,3 +112,12 @@ def test_reranker_via_registry_and_bad_options():
         RankR1Reranker(corpus={}, backend=FakeBackend(), sort="quick")
     with pytest.raises(rk.ConfigError):
         RankR1Reranker(corpus={}, backend=FakeBackend(), set_size=1)
+
+
+def test_compact_prompt_keeps_labels_and_tags():
+    msgs = messages("q?", ["alpha", "beta"], style="compact")
+    assert len(msgs) == 1 and "[2] beta" in msgs[0]["content"] and "<answer>[2]</answer>" in msgs[0]["content"]
+    rr = RankR1Reranker(corpus={"a": "x"}, backend=FakeBackend(), prompt="compact")
+    assert rr.params()["prompt"] == "compact"
+    with pytest.raises(rk.ConfigError):
+        RankR1Reranker(corpus={}, backend=FakeBackend(), prompt="long")

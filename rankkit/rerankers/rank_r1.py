@@ -30,7 +30,7 @@ from ..errors import ConfigError, RankkitError
 from ..types import Corpus, Queries, Run
 from .base import ListReranker
 from .cross_encoder import _text_source
-from .rank_r1_prompt import STATUSES, parse, render
+from .rank_r1_prompt import PROMPTS, STATUSES, parse, render
 from .setwise import SORTS, drive, make_sort
 
 DEFAULT_MODEL = "smollm2"
@@ -78,7 +78,8 @@ class RankR1Reranker(ListReranker):
     ``model``: a model name for ``load_causal_lm`` or a Rank-R1 adapter folder;
     ``adapter``: an adapter folder from ``rankkit train rank-r1`` on top of it.
     ``sort``: "heap" (default) or "bubble"; ``top_k`` places are sorted.
-    ``prefill``: start the answer with ``<think>`` (what training uses).
+    ``prefill``: start the answer with ``<think>`` (what training uses); ``prompt``: "rank-r1"
+    (the paper's wording) or "compact" (shorter, for CPU budgets; train and test with the same).
     """
 
     name = "rank-r1"
@@ -87,13 +88,15 @@ class RankR1Reranker(ListReranker):
     def __init__(self, model: str | os.PathLike = DEFAULT_MODEL, corpus: Any = None, set_size: int = 4,
                  top_k: int = 10, max_new_tokens: int = 96, sort: str = "heap",
                  adapter: str | os.PathLike | None = None, max_passage_tokens: int = 96,
-                 prefill: bool = True, batch_size: int = 16, backend: Any = None, dtype: Any = "auto",
+                 prefill: bool = True, prompt: str = "rank-r1", batch_size: int = 16, backend: Any = None, dtype: Any = "auto",
                  device: str | None = None, show_progress: bool = False,
                  interpolate: float | str | None = None):
         if not isinstance(set_size, int) or not 2 <= set_size <= 20:
             raise ConfigError(f"set_size must be an integer in 2..20, got {set_size!r}")
         if sort not in SORTS:
             raise ConfigError(f"sort must be one of {SORTS}, got {sort!r}")
+        if prompt not in PROMPTS:
+            raise ConfigError(f"prompt must be one of {PROMPTS}, got {prompt!r}")
         if top_k < 1 or max_new_tokens < 1 or max_passage_tokens < 8 or batch_size < 1:
             raise ConfigError("need top_k >= 1, max_new_tokens >= 1, max_passage_tokens >= 8, batch_size >= 1")
         self.model_name = str(model)
@@ -101,6 +104,7 @@ class RankR1Reranker(ListReranker):
         self.corpus = _text_source(corpus)
         self.set_size, self.top_k, self.sort = set_size, int(top_k), sort
         self.max_new_tokens, self.max_passage_tokens = int(max_new_tokens), int(max_passage_tokens)
+        self.prompt = prompt
         self.prefill, self.batch_size, self.show_progress = bool(prefill), int(batch_size), show_progress
         self.interpolate = self.resolve_interpolation(interpolate)
         self.manifest: dict[str, Any] = {}
@@ -133,7 +137,8 @@ class RankR1Reranker(ListReranker):
         logs: list[list[dict[str, Any]]] = [[] for _ in candidates]
 
         def choose(jobs: list[tuple[int, tuple[int, ...]]]) -> list[int]:
-            prompts = [render(self.backend.render, query_texts[q], [passages[q][i] for i in cands], self.prefill)
+            prompts = [render(self.backend.render, query_texts[q], [passages[q][i] for i in cands], self.prefill,
+                              self.prompt)
                        for q, cands in jobs]
             winners = []
             for (q, cands), (choice, rec) in zip(jobs, self.compare(prompts, [len(c) for _, c in jobs])):
@@ -199,7 +204,8 @@ class RankR1Reranker(ListReranker):
     def params(self) -> dict[str, Any]:
         p: dict[str, Any] = {"model": self.model_name, "set_size": self.set_size, "top_k": self.top_k,
                              "sort": self.sort, "max_new_tokens": self.max_new_tokens,
-                             "max_passage_tokens": self.max_passage_tokens, "prefill": self.prefill}
+                             "max_passage_tokens": self.max_passage_tokens, "prefill": self.prefill,
+                             "prompt": self.prompt}
         if self.adapter:
             p["adapter"] = self.adapter
         if self.interpolate is not None:

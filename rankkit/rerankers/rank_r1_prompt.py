@@ -27,6 +27,10 @@ USER = ('Given the query: "{query}", which of the following documents is most re
         "document to the query, enclosed in square brackets, within the answer tags. For example, if the "
         "third document is the most relevant, the answer should be: <think> reasoning process here "
         "</think> <answer>[3]</answer>.")
+#: a short variant for CPU budgets (no system message; one instruction line, same tags and labels)
+COMPACT = ('Query: "{query}"\n{docs}\nWhich document is most relevant to the query? Reason briefly, then give '
+           "its label, e.g. <think> reasoning </think> <answer>[2]</answer>.")
+PROMPTS = ("rank-r1", "compact")
 PREFILL = "<think>"
 #: parse statuses; all but "ok" fall back to the first-stage order
 STATUSES = ("ok", "no_answer", "out_of_set", "several", "truncated", "empty")
@@ -36,16 +40,21 @@ _LABEL = re.compile(r"\[\s*(\d+)\s*\]")
 _BARE = re.compile(r"^\s*(\d+)\s*$")
 
 
-def messages(query: str, docs: Sequence[str]) -> list[dict[str, str]]:
-    """Chat messages of one comparison: ``docs`` labelled ``[1]``..``[n]`` in the given order."""
+def messages(query: str, docs: Sequence[str], style: str = "rank-r1") -> list[dict[str, str]]:
+    """Chat messages of one comparison: ``docs`` labelled ``[1]``..``[n]`` in the given order.
+
+    ``style``: "rank-r1" (the paper's wording) or "compact" (about 150 fewer tokens per prompt).
+    """
     body = "\n".join(f"[{i + 1}] {d}" for i, d in enumerate(docs))
+    if style == "compact":
+        return [{"role": "user", "content": COMPACT.format(query=query, docs=body)}]
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": USER.format(query=query, docs=body)}]
 
 
 def render(render_chat: Callable[[list[dict[str, str]]], str], query: str, docs: Sequence[str],
-           prefill: bool = True) -> str:
+           prefill: bool = True, style: str = "rank-r1") -> str:
     """The prompt text (chat-rendered, plus ``<think>`` when ``prefill``)."""
-    return render_chat(messages(query, docs)) + (PREFILL if prefill else "")
+    return render_chat(messages(query, docs, style)) + (PREFILL if prefill else "")
 
 
 def target(label: int, reasoning: str) -> str:
@@ -98,4 +107,4 @@ def parse(text: str, n: int, prefilled: bool = True, finished: bool = True) -> P
     return Parsed(label - 1, "ok", reasoning)
 
 
-__all__ = ["SYSTEM", "USER", "PREFILL", "STATUSES", "messages", "render", "target", "parse", "Parsed"]
+__all__ = ["SYSTEM", "USER", "COMPACT", "PROMPTS", "PREFILL", "STATUSES", "messages", "render", "target", "parse", "Parsed"]

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import ConfigError
 
-KEYS = {"base_model", "output_dir", "seed", "data", "max_passage_tokens", "lora", "sft", "grpo", "threads"}
+KEYS = {"prompt", "base_model", "output_dir", "seed", "data", "max_passage_tokens", "lora", "sft", "grpo", "threads"}
 
 
 def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
@@ -71,6 +71,7 @@ def run_recipe(cfg: dict[str, Any], progress: bool = False, examples: list[Any] 
         torch.set_num_threads(int(cfg["threads"]))
     seed, base = int(cfg.get("seed", 0)), str(cfg.get("base_model", "smollm2"))
     mpt = int(cfg.get("max_passage_tokens", 64))
+    style = str(cfg.get("prompt", "rank-r1"))
     out = Path(cfg["output_dir"])
     data_info: dict[str, Any] = {}
     if examples is None:
@@ -82,7 +83,8 @@ def run_recipe(cfg: dict[str, Any], progress: bool = False, examples: list[Any] 
     if int(sft_cfg.get("steps", 0)) > 0:
         if read_manifest(sft_dir) is None:
             steps = int(sft_cfg.pop("steps"))
-            res = sft_warmup(base, examples, sft_dir, steps, mpt, sft_cfg, cfg.get("lora"), seed, progress)
+            res = sft_warmup(base, examples, sft_dir, steps, mpt, sft_cfg, cfg.get("lora"), seed, progress,
+                             prompt=style)
             _write_log(sft_dir, res.log)
         summary["sft"] = {"folder": str(sft_dir), **_phase(sft_dir)}
         init = sft_dir
@@ -90,7 +92,8 @@ def run_recipe(cfg: dict[str, Any], progress: bool = False, examples: list[Any] 
     if int(grpo_cfg.get("steps", 0)) > 0:
         if read_manifest(grpo_dir) is None:
             steps = int(grpo_cfg.pop("steps"))
-            res = grpo_train(base, examples, grpo_dir, steps, init, mpt, grpo_cfg, cfg.get("lora"), seed, progress)
+            res = grpo_train(base, examples, grpo_dir, steps, init, mpt, grpo_cfg, cfg.get("lora"), seed, progress,
+                             prompt=style)
             _write_log(grpo_dir, res.log)
         summary["grpo"] = {"folder": str(grpo_dir), **_phase(grpo_dir)}
         summary["grpo"]["reward_per_step"] = reward_per_step(summary["grpo"]["log"])

@@ -50,7 +50,8 @@ class PhaseResult:
     log: list[dict[str, Any]] = field(default_factory=list)
 
 
-def prompt_text(tokenizer: Any, query: str, passages: Sequence[str], max_passage_tokens: int) -> str:
+def prompt_text(tokenizer: Any, query: str, passages: Sequence[str], max_passage_tokens: int,
+                style: str = "rank-r1") -> str:
     """The inference prompt (chat template + ``<think>``), passages cut to ``max_passage_tokens`` tokens."""
     from ..llm.loading import chat_prompt
     from ..rerankers.rank_r1_prompt import render
@@ -60,7 +61,7 @@ def prompt_text(tokenizer: Any, query: str, passages: Sequence[str], max_passage
         ids = tokenizer(p, add_special_tokens=False)["input_ids"]
         cut.append(" ".join((tokenizer.decode(ids[:max_passage_tokens]) if len(ids) > max_passage_tokens
                              else p).split()))
-    return render(lambda m: chat_prompt(tokenizer, m), query, cut, prefill=True)
+    return render(lambda m: chat_prompt(tokenizer, m), query, cut, prefill=True, style=style)
 
 
 def _lora(options: dict[str, Any] | None) -> Any:
@@ -109,7 +110,8 @@ def save_adapter(model: Any, tokenizer: Any, folder: str | os.PathLike, manifest
 
 def sft_warmup(base_model: str, examples: Sequence[RankR1Example], folder: str | os.PathLike, steps: int,
                max_passage_tokens: int = 64, options: dict[str, Any] | None = None,
-               lora: dict[str, Any] | None = None, seed: int = 0, progress: bool = False) -> PhaseResult:
+               lora: dict[str, Any] | None = None, seed: int = 0, progress: bool = False,
+               prompt: str = "rank-r1") -> PhaseResult:
     """Supervised warm-up with trl's SFTTrainer on prompt -> well-formed completion (loss on the completion)."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
@@ -120,7 +122,7 @@ def sft_warmup(base_model: str, examples: Sequence[RankR1Example], folder: str |
         raise ConfigError("the warm-up needs examples and steps >= 1")
     opts = {**SFT_DEFAULTS, **(options or {})}
     model, tok, lora_opts = _load(base_model, None, lora)
-    rows = {"prompt": [prompt_text(tok, e.query, e.passages, max_passage_tokens) for e in examples],
+    rows = {"prompt": [prompt_text(tok, e.query, e.passages, max_passage_tokens, prompt) for e in examples],
             "completion": [target(e.label + 1, warmup_reasoning(e)) for e in examples]}
     out_dir = Path(os.fspath(folder))
     args = SFTConfig(output_dir=str(out_dir) + ".work", max_steps=int(steps),
@@ -138,14 +140,15 @@ def sft_warmup(base_model: str, examples: Sequence[RankR1Example], folder: str |
     save_adapter(trainer.model, tok, out_dir, {
         "base_model": base_model, "phase": "sft", "steps": int(steps), "seconds": round(secs, 1),
         "examples": len(examples), "lora": lora_opts, "sft": opts, "seed": seed,
-        "reranker": {"name": "rank-r1", "max_passage_tokens": max_passage_tokens, "prefill": True}})
+        "reranker": {"name": "rank-r1", "max_passage_tokens": max_passage_tokens, "prefill": True,
+                     "prompt": prompt}})
     return PhaseResult(out_dir, int(steps), secs, log)
 
 
 def grpo_train(base_model: str, examples: Sequence[RankR1Example], folder: str | os.PathLike, steps: int,
                init_adapter: str | os.PathLike | None = None, max_passage_tokens: int = 64,
                options: dict[str, Any] | None = None, lora: dict[str, Any] | None = None, seed: int = 0,
-               progress: bool = False) -> PhaseResult:
+               progress: bool = False, prompt: str = "rank-r1") -> PhaseResult:
     """GRPO with trl's GRPOTrainer (format + relevance rewards), continuing ``init_adapter`` if given.
 
     One optimisation step = ``prompts_per_step`` sets x ``num_generations``
@@ -163,7 +166,7 @@ def grpo_train(base_model: str, examples: Sequence[RankR1Example], folder: str |
     if unknown:
         raise ConfigError(f"unknown GRPO option(s) {sorted(unknown)} (known: {sorted(GRPO_DEFAULTS)})")
     model, tok, lora_opts = _load(base_model, init_adapter, lora)
-    rows = {"prompt": [prompt_text(tok, e.query, e.passages, max_passage_tokens) for e in examples],
+    rows = {"prompt": [prompt_text(tok, e.query, e.passages, max_passage_tokens, prompt) for e in examples],
             "grades": [list(map(int, e.grades)) for e in examples]}
     g = int(opts["num_generations"])
     per_device = int(opts["prompts_per_step"]) * g
@@ -184,7 +187,8 @@ def grpo_train(base_model: str, examples: Sequence[RankR1Example], folder: str |
         "init_adapter": None if init_adapter is None else os.fspath(init_adapter), "examples": len(examples),
         "lora": lora_opts, "grpo": {**opts, "per_device_train_batch_size": per_device},
         "rewards": ["format_reward", "relevance_reward"], "seed": seed, "trl_version": _trl_version(),
-        "reranker": {"name": "rank-r1", "max_passage_tokens": max_passage_tokens, "prefill": True}})
+        "reranker": {"name": "rank-r1", "max_passage_tokens": max_passage_tokens, "prefill": True,
+                     "prompt": prompt}})
     return PhaseResult(out_dir, int(steps), secs, log)
 
 
