@@ -122,3 +122,34 @@ def test_trained_adapter_reloads_to_identical_greedy_outputs(trained, examples):
                            max_passage_tokens=16)(qs, head)
     assert [again.docids(q).tolist() for q in qs] == outs[0][0]
     assert any(len(again.extras["reasoning"][q]) > 0 for q in qs)
+
+
+def test_cli_rerank_json_carries_the_reasoning(adapter, examples, tmp_path, capsys):
+    import json
+
+    from rankkit.cli import main
+
+    ds, run, _, _ = examples
+    _, folder = adapter
+    run.top(4).write_trec(tmp_path / "bm25.trec")
+    with pytest.raises(SystemExit) as exc:
+        main(["rerank", str(tmp_path / "bm25.trec"), "--corpus", str(DEMO / "corpus.jsonl"),
+              "--queries", str(DEMO / "queries.jsonl"), "--out", str(tmp_path / "r1.trec"), "--reranker", "rank-r1",
+              "--model", str(folder), "-o", "set_size=3", "-o", "max_new_tokens=4", "-o", "max_passage_tokens=16",
+              "--json", "--quiet"])
+    assert exc.value.code == 0
+    summary = json.loads(capsys.readouterr().out)
+    recs = [r for q in summary["reasoning"].values() for r in q]
+    assert recs and {"candidates", "winner", "status", "reasoning"} <= set(recs[0])
+    got = rk.Run.read_trec(tmp_path / "r1.trec")
+    assert got.num_hits() == run.top(4).num_hits()
+
+
+def test_train_rank_r1_cli_rejects_unknown_keys(tmp_path, capsys):
+    from rankkit.cli import main
+
+    path = tmp_path / "bad.yaml"
+    path.write_text("data: {path: x}\nwrongkey: 1\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "rank-r1", "--config", str(path)])
+    assert exc.value.code == 2 and "wrongkey" in capsys.readouterr().err
