@@ -6,7 +6,7 @@
 
 Fixed subset: SciFact test queries sorted by query id (as strings), the first
 ``--queries`` (default 8); candidates: BM25 top ``--k`` (20). Each system
-reranks them with a setwise ``--sort`` (heap) over sets of ``--set-size`` (3),
+reranks them with a setwise ``--sort`` (heap) over sets of ``--set-size`` (4),
 sorting the top ``--top-k`` (5); prompts are prefilled with ``<think>``.
 The defaults fit about 50 minutes on 2 shared CPU cores (SmolLM2 prefills about
 60-70 tokens/s there, so prompt length is the budget): the ``compact`` prompt
@@ -123,7 +123,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=8, help="first N judged test queries by id")
     ap.add_argument("--model", default="smollm2")
     ap.add_argument("--k", type=int, default=20, help="rerank BM25's top k")
-    ap.add_argument("--set-size", type=int, default=3)
+    ap.add_argument("--set-size", type=int, default=4)
     ap.add_argument("--top-k", type=int, default=5)
     ap.add_argument("--sort", default="heap", choices=["heap", "bubble"])
     ap.add_argument("--max-new-tokens", type=int, default=24)
