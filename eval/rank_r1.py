@@ -11,7 +11,10 @@ sorting the top ``--top-k`` (5); prompts are prefilled with ``<think>``.
 The defaults fit about 50 minutes on 2 shared CPU cores (SmolLM2 prefills about
 60-70 tokens/s there, so prompt length is the budget): the ``compact`` prompt
 (``--prompt rank-r1`` is the paper's wording, ~150 tokens longer), passages cut
-to 16 tokens, GRPO with 2 completions per set.
+to 16 tokens, GRPO with 2 completions per set. Measured in the smoke run (CPU
+shared with ~3x as many busy threads as cores): a model load ~2 min, one SFT step
+(2 sets) 36 s, one setwise round of 2 prompts ~28 s; without that contention
+expect roughly 3x faster, i.e. about 35-45 minutes for the defaults.
 Training (inside this script, recipe ``configs/rank-r1-smollm2-scifact.yaml``
 with the step counts from the command line): SciFact *train* queries only.
 
@@ -141,6 +144,8 @@ def main() -> None:
     ap.add_argument("--figure", default=None, help="reward plot (default eval/figures/rank_r1_reward.png)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
+    if args.sft_steps < 1 or args.grpo_steps < 1:
+        ap.error("--sft-steps and --grpo-steps must be >= 1 (the three systems need both phases)")
 
     import torch
 
@@ -170,6 +175,7 @@ def main() -> None:
     cfg["base_model"] = args.model
     cfg["prompt"] = args.prompt
     cfg["data"]["set_size"] = args.set_size
+    cfg["data"]["path"] = str(SCIFACT)          # honours RANKKIT_SHARED_DATA, as the test subset does
     if args.train_queries:
         cfg["data"]["queries"] = args.train_queries
     cfg["sft"] = {**cfg["sft"], "steps": args.sft_steps}
@@ -203,7 +209,7 @@ def main() -> None:
         "subset": f"SciFact test, first {len(qids)} judged query ids (sorted as strings), BM25 top-{args.k}",
         "queries": len(qids), "k": args.k, "set_size": args.set_size, "top_k": args.top_k, "sort": args.sort,
         "max_new_tokens": args.max_new_tokens, "max_passage_tokens": args.max_passage_tokens,
-        "threads": args.threads, "model": args.model, "ndcg@10": ndcg, "paired_t_p": tests,
+        "prompt": args.prompt, "threads": args.threads, "model": args.model, "ndcg@10": ndcg, "paired_t_p": tests,
         "systems": {n: {k2: v for k2, v in r.items() if k2 != "run"} for n, r in records.items()},
         "training": {"data": trained.get("data"), "train_wall_s_this_run": train_wall,
                      "sft_manifest": trained["sft"]["manifest"], "grpo_manifest": grpo_manifest,
@@ -222,7 +228,7 @@ def markdown(r: dict[str, Any]) -> str:
     g = r["training"]["grpo_options"] or {}
     lines = [f"### Rank-R1 (setwise reasoning reranker, GRPO) on {r['subset']}", "",
              f"SmolLM2-135M-Instruct, {r['sort']} sort over sets of {r['set_size']}, top {r['top_k']} sorted, "
-             f"`<think>` prefilled, max_new_tokens {r['max_new_tokens']}, passages cut to "
+             f"{r.get('prompt')} prompt, `<think>` prefilled, max_new_tokens {r['max_new_tokens']}, passages cut to "
              f"{r['max_passage_tokens']} tokens, {r['threads']} CPU threads.", "",
              "| system | nDCG@10 | p vs BM25 (paired t) | parse ok | comparisons/query | generated tokens/query | s/query |",
              "|---|---|---|---|---|---|---|",
