@@ -15,6 +15,7 @@ no ``max_prompt_length``): every GRPO option used is set explicitly here
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -137,6 +138,7 @@ def sft_warmup(base_model: str, examples: Sequence[RankR1Example], folder: str |
     trainer.train()
     secs = time.perf_counter() - t0
     log = [dict(r) for r in trainer.state.log_history]
+    shutil.rmtree(args.output_dir, ignore_errors=True)      # the trainer's scratch folder (nothing saved there)
     save_adapter(trainer.model, tok, out_dir, {
         "base_model": base_model, "phase": "sft", "steps": int(steps), "seconds": round(secs, 1),
         "examples": len(examples), "lora": lora_opts, "sft": opts, "seed": seed,
@@ -182,6 +184,7 @@ def grpo_train(base_model: str, examples: Sequence[RankR1Example], folder: str |
     trainer.train()
     secs = time.perf_counter() - t0
     log = [dict(r) for r in trainer.state.log_history]
+    shutil.rmtree(args.output_dir, ignore_errors=True)      # the trainer's scratch folder (nothing saved there)
     save_adapter(trainer.model, tok, out_dir, {
         "base_model": base_model, "phase": "grpo", "steps": int(steps), "seconds": round(secs, 1),
         "init_adapter": None if init_adapter is None else os.fspath(init_adapter), "examples": len(examples),
