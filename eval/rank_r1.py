@@ -30,6 +30,7 @@ generated tokens) and wall time per query, and every GRPO option used.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -183,7 +184,8 @@ def main() -> None:
     if args.max_completion_length:
         cfg["grpo"]["max_completion_length"] = args.max_completion_length
     t0 = time.perf_counter()
-    trained = run_recipe(cfg, progress=not args.quiet)
+    with contextlib.redirect_stdout(sys.stderr):        # trainer log lines: stdout keeps only the markdown block
+        trained = run_recipe(cfg, progress=not args.quiet)
     train_wall = time.perf_counter() - t0
     # ---- trained systems
     records["sft"] = rerank_phase("sft", out, ds, bm25, args, Path(trained["sft"]["folder"]))
