@@ -243,7 +243,7 @@ def markdown(r: dict[str, Any]) -> str:
     t = r["training"]
     lines += ["", f"GRPO vs SFT: p = {r['paired_t_p']['grpo vs sft']:.3g}. Mean reward per GRPO step: first fifth "
               f"{t['reward_first_fifth']:.3f} -> last fifth {t['reward_last_fifth']:.3f} over "
-              f"{len(t['reward_per_step'])} steps (eval/figures/rank_r1_reward.png).",
+              f"{len(t['reward_per_step'])} steps ({r['figure']}).",
               "GRPO (trl " + str((t["grpo_manifest"] or {}).get("trl_version")) + "): " +
               ", ".join(f"{k}={v}" for k, v in g.items()), ""]
     for n in ("zero_shot", "sft", "grpo"):
