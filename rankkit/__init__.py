@@ -39,6 +39,7 @@ _LAZY: dict[str, str] = {
     "BiEncoderReranker": "rankkit.rerankers.biencoder:BiEncoderReranker",
     "CrossEncoder": "rankkit.rerankers.cross_encoder:CrossEncoder",
     "FirstReranker": "rankkit.rerankers.first:FirstReranker",
+    "RankR1Reranker": "rankkit.rerankers.rank_r1:RankR1Reranker",
     "Generator": "rankkit.generators.generator:Generator",
     "evaluate_rag": "rankkit.rag_eval:evaluate_rag",
 }

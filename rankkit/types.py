@@ -283,6 +283,7 @@ class Run:
                  name: str | None = None):
         self._r: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.name = name
+        self.extras: dict[str, Any] = {}   # per-run details a stage attaches (e.g. Rank-R1's reasoning)
         for qid, (docids, scores) in (rankings or {}).items():
             self._set(str(qid), docids, scores)
 

@@ -34,6 +34,7 @@ COMMAND_MODULES = [
     "rankkit.cli.dense",
     "rankkit.cli.cur",
     "rankkit.cli.train",
+    "rankkit.cli.train_rank_r1",
     "rankkit.cli.rerank",
     "rankkit.cli.run",
     "rankkit.cli.clicks",

@@ -69,6 +69,7 @@ def rerank(
         if key in stats:
             summary[name] = stats[key]
     summary["out"] = str(out)
+    summary.update(out_run.extras)   # e.g. Rank-R1's per-query reasoning (shown with --json)
     extra = f"; {summary['truncated_pairs']} documents truncated" if "truncated_pairs" in summary else ""
     ui.result(f"reranked {summary['pairs']} pairs of {summary['queries']} queries with {reranker} in "
               f"{summary['seconds']} s ({summary['pairs_per_second']} pairs/s{extra}) -> {out}", summary)

@@ -22,6 +22,7 @@ RERANKERS: dict[str, str | type[Reranker]] = {
     "cross-encoder": "rankkit.rerankers.cross_encoder:CrossEncoder",
     "bi-encoder": "rankkit.rerankers.biencoder:BiEncoderReranker",
     "first": "rankkit.rerankers.first:FirstReranker",
+    "rank-r1": "rankkit.rerankers.rank_r1:RankR1Reranker",
 }
 DEFAULT_RERANKER = "cross-encoder"
 
