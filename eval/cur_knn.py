@@ -3,7 +3,9 @@
 Ground truth: the exact ``minilm-scifact`` scores of the 50 test queries against
 all 1,400 documents, cached by eval/cur_scores.py (run it first). Anchor
 queries: the anchor-pool rows present in that cache (at most ``--anchors``; the
-number used is recorded). At query time every method's exact cross-encoder
+number used is recorded); with ``--folds F`` (default 2) the test queries are
+split into F folds and each fold is searched with an index whose anchors add
+the other folds' test queries (a query is never its own anchor). At query time every method's exact cross-encoder
 calls are answered from the cached ground-truth rows (identical values, calls
 still counted per query and checked against the budget), so the sweep takes
 seconds; a live run of the real cross-encoder on ``--live`` queries gives the
@@ -84,6 +86,8 @@ def main() -> None:
     ap.add_argument("--live", type=int, default=5, help="queries scored live for the pair rate")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache", type=Path, default=CACHE / "scores")
+    ap.add_argument("--folds", type=int, default=2,
+                    help="split the test queries into folds; each fold's anchors add the other folds' test queries")
     ap.add_argument("--smoke", action="store_true", help="few queries; anchors from cached test rows")
     ap.add_argument("--out", type=Path, default=ROOT / "eval" / "out" / "cur_knn.json")
     ap.add_argument("--figure", type=Path, default=ROOT / "eval" / "figures" / "cur_knn.png")
@@ -128,56 +132,72 @@ def main() -> None:
     dense_run = (dense % max(budgets))(queries)
 
     max_ki = int(0.75 * max(budgets))
-    anchor_texts = [qtext[q] for q in pool]
-    t0 = time.perf_counter()
-    cur = CURRetriever.build(ds.corpus, look, anchor_texts, k_i=min(max_ki, len(ids)), k_r=0,
-                             n_anchor_items=max_ki)
-    build_s = time.perf_counter() - t0
-    cur_fs = CURRetriever.build(ds.corpus, look, anchor_texts, k_i=1, k_r=0, anchor_items="first-stage",
-                                first_stage=bm25_run)
+    # folds: the test queries of the other folds join the anchor pool (a query is never its own anchor)
+    folds = [test[f::a.folds] for f in range(a.folds)]
+    acc: dict[tuple[str, int], dict] = {}
 
-    def ndcg10(run) -> float:
-        """Mean over the test queries only (the qrels judge all 225)."""
+    def ndcg10(run, qs) -> list[float]:
+        """Per query over ``qs`` only (the qrels judge all 225)."""
         per = evaluate(run, qrels, ["nDCG@10"], per_query=True)
-        return float(np.mean([per.get(q, {}).get("nDCG@10", 0.0) for q in test]))
+        return [per.get(q, {}).get("nDCG@10", 0.0) for q in qs]
 
-    def score(run, name, b, extra=None):
-        per = {q: list(run.docids(q)) for q in test}
-        rec = {f"R@{k}": float(np.mean([recall_at(per[q], exact_top[q], k) for q in test])) for k in KS}
-        nd = ndcg10(run)
-        calls = [look.calls[qtext[q]] for q in test]
+    def score(run, name, b, qs, extra=None):
+        per = {q: list(run.docids(q)) for q in qs}
+        cell = acc.setdefault((name, b), {"method": name, "budget": b, "nd": [], "calls": [],
+                                          **{f"R@{k}": [] for k in KS}, "cond": []})
+        for k in KS:
+            cell[f"R@{k}"] += [recall_at(per[q], exact_top[q], k) for q in qs]
+        cell["nd"] += ndcg10(run, qs)
+        calls = [look.calls[qtext[q]] for q in qs]
         if max(calls) > b:
             raise SystemExit(f"{name}: {max(calls)} calls for one query exceed the budget {b}")
-        row = {"method": name, "budget": b, **rec, "nDCG@10": nd,
-               "max_calls": int(max(calls)), "mean_calls": float(np.mean(calls)), **(extra or {})}
+        cell["calls"] += calls
+        if extra:
+            cell["k_i"] = extra["k_i"]
+            cell["cond"].append(extra["cond"])
         look.calls.clear()
-        return row
 
+    build_s, conds = [], []
+    for f, fold in enumerate(folds):
+        anchor_texts = [qtext[q] for q in pool] + [qtext[q] for q in test if q not in set(fold)]
+        fq = queries.subset(fold)
+        t0 = time.perf_counter()
+        cur = CURRetriever.build(ds.corpus, look, anchor_texts, k_i=min(max_ki, len(ids)), k_r=0,
+                                 n_anchor_items=max_ki)
+        build_s.append(time.perf_counter() - t0)
+        conds.append(cur.config["condition_number"])
+        cur_fs = CURRetriever.build(ds.corpus, look, anchor_texts, k_i=1, k_r=0, anchor_items="first-stage",
+                                    first_stage=bm25_run)
+        for b in budgets:
+            look.calls.clear()
+            for frac in (0.25, 0.5, 0.75):
+                k_i = max(1, int(frac * b))
+                c = cur.with_budget(k_i=k_i, k_r=b - k_i, rounds=1)
+                score((c % max(KS))(fq), f"anncur ki={int(frac * 100)}%", b, fold,
+                      {"k_i": k_i, "cond": c.stats["condition_number"]})
+            k_i = max(1, b // 2)
+            c = cur_fs.with_budget(k_i=k_i, k_r=b - k_i, rounds=1)
+            score((c % max(KS))(fq), "anncur bm25-anchors", b, fold, {"k_i": k_i, "cond": c.stats["condition_number"]})
+            c = cur.with_budget(k_i=k_i, k_r=b - k_i, rounds=min(5, k_i))
+            score((c % max(KS))(fq), "adacur 5 rounds", b, fold, {"k_i": k_i, "cond": c.stats["condition_number"]})
+            c = cur_fs.with_budget(k_i=k_i, k_r=b - k_i, rounds=min(5, k_i))
+            score((c % max(KS))(fq), "adacur bm25-anchors", b, fold, {"k_i": k_i, "cond": c.stats["condition_number"]})
+            score(rerank(bm25_run.top(b), qtext, fold, look), "bm25 -> CE", b, fold)
+            score(rerank(dense_run.top(b), qtext, fold, look), "dense -> CE", b, fold)
+            print(f"fold {f + 1}/{len(folds)} budget {b}: done", flush=True)
     results = []
-    for b in budgets:
-        look.calls.clear()
-        for frac in (0.25, 0.5, 0.75):
-            k_i = max(1, int(frac * b))
-            c = cur.with_budget(k_i=k_i, k_r=b - k_i, rounds=1)
-            results.append(score((c % max(KS))(queries), f"anncur ki={int(frac * 100)}%", b,
-                                 {"k_i": k_i, "cond": c.stats["condition_number"]}))
-        k_i = max(1, b // 2)
-        c = cur_fs.with_budget(k_i=k_i, k_r=b - k_i, rounds=1)
-        results.append(score((c % max(KS))(queries), "anncur bm25-anchors", b,
-                             {"k_i": k_i, "cond": c.stats["condition_number"]}))
-        c = cur.with_budget(k_i=k_i, k_r=b - k_i, rounds=min(5, k_i))
-        results.append(score((c % max(KS))(queries), "adacur 5 rounds", b,
-                             {"k_i": k_i, "cond": c.stats["condition_number"]}))
-        c = cur_fs.with_budget(k_i=k_i, k_r=b - k_i, rounds=min(5, k_i))
-        results.append(score((c % max(KS))(queries), "adacur bm25-anchors", b,
-                             {"k_i": k_i, "cond": c.stats["condition_number"]}))
-        results.append(score(rerank(bm25_run.top(b), qtext, test, look), "bm25 -> CE", b))
-        results.append(score(rerank(dense_run.top(b), qtext, test, look), "dense -> CE", b))
-        print(f"budget {b}: done", flush=True)
-    exact_ndcg = ndcg10(exact_run)
+    for cell in acc.values():
+        row = {"method": cell["method"], "budget": cell["budget"],
+               **{f"R@{k}": float(np.mean(cell[f"R@{k}"])) for k in KS}, "nDCG@10": float(np.mean(cell["nd"])),
+               "max_calls": int(max(cell["calls"])), "mean_calls": float(np.mean(cell["calls"]))}
+        if cell["cond"]:
+            row.update(k_i=cell["k_i"], cond=float(max(cell["cond"])))
+        results.append(row)
+    n_anchor = len(pool) + (len(test) - len(folds[0]) if a.folds > 1 else 0)
+    exact_ndcg = float(np.mean(ndcg10(exact_run, test)))
 
     # live: the real cross-encoder on a few queries, through ANNCUR at the largest budget (pair rate, same scores)
-    live_q = queries.subset(test[:a.live])
+    live_q = queries.subset(folds[-1][:a.live])  # not anchors of the last fold's index
     b_live = max(budgets)
     real = cur.with_budget(k_i=b_live // 2, k_r=b_live - b_live // 2, rounds=1)
     real.cross_encoder = ce
@@ -192,11 +212,11 @@ def main() -> None:
     for r in results:
         r["seconds_per_query"] = r["budget"] / rate
 
-    index = {"anchor_queries": len(pool), "anchor_calls": len(pool) * len(ids),
-             "anchor_seconds_at_rate": len(pool) * len(ids) / rate,
-             "R_bytes_float32": len(pool) * len(ids) * 4, "R_bytes_float16": len(pool) * len(ids) * 2,
-             "build_s_from_cache": build_s, "dense_index_s": dense_s,
-             "anchor_condition_number": cur.config["condition_number"]}
+    index = {"anchor_queries": n_anchor, "anchor_pool_queries": len(pool), "folds": a.folds,
+             "anchor_calls": n_anchor * len(ids), "anchor_seconds_at_rate": n_anchor * len(ids) / rate,
+             "R_bytes_float32": n_anchor * len(ids) * 4, "R_bytes_float16": n_anchor * len(ids) * 2,
+             "build_s_from_cache": max(build_s), "dense_index_s": dense_s,
+             "anchor_condition_number": max(conds)}
     report = {"collection": "cranfield", "model": "minilm-scifact", "test_queries": len(test),
               "documents": len(ids), "budgets": budgets, "ks": list(KS), "results": results,
               "exact_ce_nDCG@10": exact_ndcg,
@@ -251,7 +271,8 @@ def _markdown(rep) -> None:
     print("\n### Cross-encoder kNN by CUR (issue 13): eval/cur_knn.py\n")
     print(f"Cranfield ({rep['documents']} docs), `minilm-scifact`, {rep['test_queries']} test queries; "
           f"ground truth = exact CE scores of every (test query, document) pair; "
-          f"{ix['anchor_queries']} anchor queries (R = {ix['anchor_calls']:,} calls, "
+          f"{ix['anchor_queries']} anchor queries ({ix['anchor_pool_queries']} from the anchor pool"
+          f"{' + the other fold' + chr(39) + 's test queries, ' + str(ix['folds']) + ' folds' if ix['folds'] > 1 else ''}; R = {ix['anchor_calls']:,} calls, "
           f"{ix['anchor_seconds_at_rate'] / 60:.0f} min at {live['pairs_per_s']:.0f} pairs/s, "
           f"{ix['R_bytes_float32'] / 2**20:.2f} MiB float32). Exact CE over all documents: "
           f"nDCG@10 {rep['exact_ce_nDCG@10']:.4f}.\n")
