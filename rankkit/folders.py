@@ -217,13 +217,17 @@ def load_reranker(folder: PathLike, merged: bool = False) -> tuple[Any, Any, dic
     return model, AutoTokenizer.from_pretrained(folder), manifest
 
 
+#: adapter methods whose folders this version loads: the training registry's built-in names
+#: (kept here so inference needs no import of ``rankkit.training``, which adds registered ones)
+ADAPTER_METHODS: set[str] = {"lora", "dora", "pissa", "olora", "lora_ga", "eva", "adalora", "vera", "randlora",
+                             "tinylora", "lora_xs", "lora_sb", "ia3", "full"}
+
+
 def _check_method(folder: Path, method: Any) -> None:
     """An adapter saved by a method this version does not know is refused, naming the known ones."""
-    from .training.adapters import ADAPTERS
-
-    if method not in ADAPTERS:
+    if method not in ADAPTER_METHODS:
         raise ConfigError(f"adapter {folder} was saved with adapter method {method!r}, unknown to this "
-                          f"rankkit version (known: {', '.join(ADAPTERS)})")
+                          f"rankkit version (known: {', '.join(sorted(ADAPTER_METHODS))})")
 
 
 def merge(folder: PathLike, out: PathLike) -> Path:

@@ -165,3 +165,18 @@ def test_registered_method_with_extra_option(base):
         assert not any("value" in n and "lora_A" in n for n, _ in model.named_parameters())
     finally:
         adapters.ADAPTERS.pop("lora_q_test")
+        adapters.ADAPTER_METHODS.discard("lora_q_test")
+
+
+def test_folders_know_exactly_the_builtin_methods():
+    """Inference checks saved methods without importing rankkit.training: its list is the registry's."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from rankkit.training.adapters import _builtin
+
+    code = "import json, rankkit.folders as f; print(json.dumps(sorted(f.ADAPTER_METHODS)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert json.loads(out.stdout) == sorted(_builtin())

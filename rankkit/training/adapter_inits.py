@@ -81,7 +81,7 @@ def lora_initialize(model: Any, config: Any, data: Any, extra: dict[str, Any]) -
         peft.preprocess_loraga(model, config, train_step)
         wrapped = peft.get_peft_model(model, config)
     elif init == "eva":
-        from .adapters import MODEL_INPUTS
+        from .adapter_layers import MODEL_INPUTS
 
         inputs = [{k: v for k, v in b.items() if k in MODEL_INPUTS} for b in _batches(data, n, "eva")]
         wrapped = peft.get_peft_model(model, config, low_cpu_mem_usage=True)

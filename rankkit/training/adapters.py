@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from ..folders import ADAPTER_METHODS
+from .adapter_layers import MODEL_INPUTS, target_linears  # noqa: F401  (MODEL_INPUTS re-exported)
 
 FULL = "full"
 
@@ -83,10 +85,6 @@ class InitData:
     def first_step_lr(self) -> float:
         """The learning rate of the first optimizer steps under linear warmup (LoRA-SB's scale)."""
         return float(self.lr) / max(1, int(self.warmup_steps))
-
-
-#: batch keys that are model inputs (the rest are labels, masks, weights of the objective)
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
 
 
 def init_data(objective: Any, examples: Sequence[Any], batch_size: int, lr: float,
@@ -164,36 +162,6 @@ def check_rank(name: str, model: Any, config: Any, rank: Any) -> None:
         if int(rank) > limit:
             raise ConfigError(f"adapter {name!r}: rank {rank} is larger than layer {key!r} allows "
                               f"({mod.out_features} x {mod.in_features}: at most {limit})")
-
-
-def target_linears(model: Any, config: Any) -> dict[str, Any]:
-    """The ``nn.Linear`` modules of ``model`` a peft config targets (peft's matching, its defaults)."""
-    import copy
-
-    import torch
-    from peft.tuners.tuners_utils import check_target_module_exists
-    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS
-
-    targets = getattr(config, "target_modules", None)
-    if targets is None:
-        targets = DEFAULTS.get(getattr(getattr(model, "config", None), "model_type", None))
-        if targets is None:
-            return {}
-    cfg = copy.copy(config)
-    if targets == "all-linear":
-        save = set(getattr(config, "modules_to_save", None) or ())
-        return {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)
-                and not any(n == s or n.startswith(s + ".") for s in save)}
-    cfg.target_modules = targets if isinstance(targets, str) else set(targets)
-    return {n: m for n, m in model.named_modules()
-            if isinstance(m, torch.nn.Linear) and _is_match(check_target_module_exists(cfg, n))}
-
-
-def _is_match(found: Any) -> bool:
-    """peft returns True, a regex match, None/False, or an ``_ExcludedModule`` marker (falsy)."""
-    import re
-
-    return found is True or isinstance(found, re.Match)
 
 
 # -------------------------------------------------------------------------- AdaLoRA
@@ -306,6 +274,7 @@ def _builtin() -> dict[str, AdapterMethod]:
 
 #: method name -> adapter method (one entry per method; options override defaults)
 ADAPTERS: dict[str, AdapterMethod] = _builtin()
+ADAPTER_METHODS.update(ADAPTERS)     # folders load what the registry knows
 
 
 def register_adapter(name: str, method: AdapterMethod) -> AdapterMethod:
@@ -314,6 +283,7 @@ def register_adapter(name: str, method: AdapterMethod) -> AdapterMethod:
         raise ConfigError(f"register_adapter({name!r}, ...) takes an AdapterMethod, "
                           f"not {type(method).__name__}")
     ADAPTERS[str(name)] = method
+    ADAPTER_METHODS.add(str(name))
     return method
 
 

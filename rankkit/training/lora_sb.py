@@ -136,7 +136,7 @@ def lora_sb_initialize(model: Any, config: Any, data: Any, extra: dict[str, Any]
     """Estimate the update on the unwrapped model, wrap with TinyLoRA, set B, R, A from its SVD."""
     import peft
 
-    from .adapters import target_linears
+    from .adapter_layers import target_linears
 
     if data is None:
         raise ConfigError("lora_sb initialises from training data; none was given")
