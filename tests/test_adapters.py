@@ -21,6 +21,8 @@ from rankkit.training.adapters import ADAPTERS, FULL, AdapterMethod, register_ad
 QUERIES = ["what is beta", "vitamin d deficiency", "a b"]
 DOCS = ["beta is a letter", "Vitamin D levels were low.", "unrelated text about rivers"]
 SEQ_CLS = sorted(m for m, a in ADAPTERS.items() if a.task_type in (None, "SEQ_CLS"))
+#: smaller settings where the defaults are slow on tiny data (EVA's SVD needs many passes at r=16)
+FAST = {"eva": {"r": 4}}
 
 
 def tiny_groups():
@@ -64,7 +66,7 @@ def _scores(model, tok):
 
 @pytest.mark.parametrize("method", [m for m in SEQ_CLS if ADAPTERS[m].config is not None])
 def test_merged_equals_unmerged(base, method):
-    model, tok = _wrapped(base, method)
+    model, tok = _wrapped(base, method, FAST.get(method))
     with torch.no_grad():
         for p in model.parameters():
             if p.requires_grad:
@@ -118,7 +120,7 @@ def test_data_initialisations_start_from_the_data(base):
 
     plain = factors(_wrapped(base, "lora", {"lora_dropout": 0.0})[0])
     ga = factors(_wrapped(base, "lora_ga")[0])
-    eva = factors(_wrapped(base, "eva")[0])
+    eva = factors(_wrapped(base, "eva", FAST["eva"])[0])
     assert any(float(v.abs().sum()) > 0 for n, v in ga.items() if "lora_B" in n)   # plain LoRA: B = 0
     assert all(float(v.abs().sum()) == 0 for n, v in plain.items() if "lora_B" in n)
     a = next(n for n in eva if "lora_A" in n)
@@ -180,3 +182,14 @@ def test_folders_know_exactly_the_builtin_methods():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parent.parent)
     assert json.loads(out.stdout) == sorted(_builtin())
+
+
+def test_eva_that_cannot_converge_stops_with_a_clear_error(base, monkeypatch):
+    """peft cycles EVA's batches until convergence: bounded, it ends in a ConfigError, not a hang."""
+    from rankkit.training import adapter_inits
+
+    monkeypatch.setattr(adapter_inits, "EVA_MAX_FORWARDS", 3)
+    with pytest.raises(ConfigError, match="did not converge in 3 forward passes"):
+        _wrapped(base, "eva")
+    with pytest.raises(ConfigError, match="bad eva_config: `tau` must be between"):
+        _wrapped(base, "eva", {"eva_config": {"tau": 1.5}})

@@ -33,6 +33,12 @@ NEEDS_DATA = ("eva", "lora_ga")
 MUTATES_BASE = ("pissa", "olora", "lora_ga")
 #: default number of training batches a data-dependent initialisation reads
 INIT_BATCHES = 8
+#: EVA cycles its batches until its SVDs converge: at most this many forward passes in all
+EVA_MAX_FORWARDS = 1000
+
+
+class _EvaNotConverged(Exception):
+    """Raised from EVA's forward function to stop an SVD that does not converge."""
 
 
 def _init_name(options: dict[str, Any]) -> str:
@@ -52,7 +58,7 @@ def lora_prepare(options: dict[str, Any], total_steps: int | None) -> dict[str, 
         if isinstance(out.get(key), dict):
             try:
                 out[key] = cls(**out[key])
-            except TypeError as e:
+            except (TypeError, ValueError) as e:
                 raise ConfigError(f"bad {key}: {e}") from e
     if init == "lora_ga" and out.get("lora_ga_config") is None:
         out["lora_ga_config"] = peft.LoraGAConfig()
@@ -85,7 +91,21 @@ def lora_initialize(model: Any, config: Any, data: Any, extra: dict[str, Any]) -
 
         inputs = [{k: v for k, v in b.items() if k in MODEL_INPUTS} for b in _batches(data, n, "eva")]
         wrapped = peft.get_peft_model(model, config, low_cpu_mem_usage=True)
-        peft.initialize_lora_eva_weights(wrapped, inputs, show_progress_bar=False)
+        limit = EVA_MAX_FORWARDS
+        calls = [0]
+
+        def forward(m: Any, batch: dict[str, Any]) -> Any:
+            """peft cycles the batches until every layer's SVD converges: bound the passes."""
+            calls[0] += 1
+            if calls[0] > limit:
+                raise _EvaNotConverged
+            return m(**batch)
+
+        try:
+            peft.initialize_lora_eva_weights(wrapped, inputs, forward_fn=forward, show_progress_bar=False)
+        except _EvaNotConverged:
+            raise ConfigError(f"eva: the activation SVD did not converge in {limit} forward passes over "
+                              f"{len(inputs)} batches; raise init_batches or lower eva_config.tau") from None
     else:
         wrapped = peft.get_peft_model(model, config)
     if init.startswith(MUTATES_BASE):
