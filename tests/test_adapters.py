@@ -193,3 +193,10 @@ def test_eva_that_cannot_converge_stops_with_a_clear_error(base, monkeypatch):
         _wrapped(base, "eva")
     with pytest.raises(ConfigError, match="bad eva_config: `tau` must be between"):
         _wrapped(base, "eva", {"eva_config": {"tau": 1.5}})
+
+
+def test_eva_covers_the_pooler(base):
+    """BERT's pooler sees one vector per sequence ([batch, dim]): EVA initialises it too."""
+    model, _ = _wrapped(base, "eva", {"r": 2, "target_modules": ["query", "dense"]})
+    pooler = [p for n, p in model.named_parameters() if "pooler" in n and "lora_A" in n]
+    assert pooler and float(pooler[0].detach().abs().sum()) > 0
