@@ -175,6 +175,7 @@ def run_method(method: str, args: argparse.Namespace) -> dict[str, Any]:
                                  "final_loss": res.final_loss}
         write_json(partial_file, partial)
         shutil.rmtree(res.folder, ignore_errors=True)
+        shutil.rmtree(OUT / "models" / f"{method}-sweep-{key}.ckpt", ignore_errors=True)
     best = max(partial["sweep"].values(), key=lambda r: r["dev"]["raw"])
     weight = max(WEIGHTS, key=lambda w: best["dev"][f"interp_{w:g}"])
     test, test_bm25 = evaluation_set([], "test", args.queries)
