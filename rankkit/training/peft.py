@@ -93,6 +93,8 @@ def add_adapter(model: Any, method: str, options: dict[str, Any] | None = None,
         check_rank(method, model, config, kwargs.get(spec.rank_option))
     try:
         return spec.initialize(model, config, data, extra)
+    except ConfigError:
+        raise
     except TypeError as e:
         raise ConfigError(f"bad option for adapter {method!r} ({spec.config}): {e}") from e
     except ValueError as e:
