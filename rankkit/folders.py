@@ -146,8 +146,10 @@ def save_reranker(model: Any, tokenizer: Any, folder: PathLike, base_model: str,
         "model_fingerprint": model_fingerprint(model),
         **(extra or {}),
     }
+    # an adapter method may save differently (PiSSA / OLoRA / LoRA-GA: converted to plain LoRA)
+    save = getattr(model, "rankkit_save_pretrained", None) or model.save_pretrained
     with atomic_dir(folder) as tmp:
-        model.save_pretrained(tmp)
+        save(tmp)
         tokenizer.save_pretrained(tmp)
         write_manifest(tmp, manifest)
     return Path(folder)
@@ -193,6 +195,7 @@ def load_reranker(folder: PathLike, merged: bool = False) -> tuple[Any, Any, dic
             raise RankkitError(f"{folder}: weights missing for {sorted(missing)}; they would be random")
         net.eval()
         return net, AutoTokenizer.from_pretrained(folder), manifest
+    _check_method(folder, manifest.get("method"))
     base = manifest.get("base_model")
     if not base:
         raise DataFormatError("no base_model given", folder / MANIFEST)
@@ -212,6 +215,19 @@ def load_reranker(folder: PathLike, merged: bool = False) -> tuple[Any, Any, dic
         model = model.merge_and_unload()
     model.eval()
     return model, AutoTokenizer.from_pretrained(folder), manifest
+
+
+#: adapter methods whose folders this version loads: the training registry's built-in names
+#: (kept here so inference needs no import of ``rankkit.training``, which adds registered ones)
+ADAPTER_METHODS: set[str] = {"lora", "dora", "pissa", "olora", "lora_ga", "eva", "adalora", "vera", "randlora",
+                             "tinylora", "lora_xs", "lora_sb", "ia3", "full"}
+
+
+def _check_method(folder: Path, method: Any) -> None:
+    """An adapter saved by a method this version does not know is refused, naming the known ones."""
+    if method not in ADAPTER_METHODS:
+        raise ConfigError(f"adapter {folder} was saved with adapter method {method!r}, unknown to this "
+                          f"rankkit version (known: {', '.join(sorted(ADAPTER_METHODS))})")
 
 
 def merge(folder: PathLike, out: PathLike) -> Path:

@@ -28,11 +28,13 @@ def base(tmp_path_factory):
 
 def _trained(base, method):
     """An adapter model whose trainable weights (adapter + head) moved away from their init."""
+    from test_adapters import FAST, tiny_init_data
+
     from rankkit.training.peft import add_adapter, load_base
 
     torch.manual_seed(1)
     net, tok, new = load_base(base)
-    model = add_adapter(net, method, None, new, total_steps=10)
+    model = add_adapter(net, method, FAST.get(method), new, total_steps=10, data=tiny_init_data(tok))
     with torch.no_grad():
         for p in model.parameters():
             if p.requires_grad:

@@ -25,10 +25,21 @@ from ..folders import (
     read_manifest,
     save_reranker,
 )
-from .adapters import ADAPTERS, FULL, AdapterMethod, get_adapter, methods, register_adapter
+from .adapters import (
+    ADAPTERS,
+    FULL,
+    AdapterMethod,
+    InitData,
+    check_options,
+    check_rank,
+    get_adapter,
+    init_data,
+    methods,
+    register_adapter,
+)
 
-__all__ = ["ADAPTERS", "FULL", "KIND_ADAPTER", "KIND_MODEL", "AdapterMethod", "add_adapter",
-           "count_parameters", "head_name", "load_base", "load_reranker", "merge", "methods",
+__all__ = ["ADAPTERS", "FULL", "KIND_ADAPTER", "KIND_MODEL", "AdapterMethod", "InitData", "add_adapter",
+           "count_parameters", "init_data", "head_name", "load_base", "load_reranker", "merge", "methods",
            "read_manifest", "register_adapter", "save_reranker"]
 
 
@@ -42,20 +53,21 @@ def head_name(model: Any) -> str:
 
 def add_adapter(model: Any, method: str, options: dict[str, Any] | None = None,
                 new_modules: set[str] | None = None, total_steps: int | None = None,
-                task_type: str | None = None) -> Any:
+                task_type: str | None = None, data: InitData | None = None) -> Any:
     """Wrap ``model`` with the adapter ``method`` (or unfreeze everything when it has no config).
 
     The head and all ``new_modules`` go into ``modules_to_save`` so they are
     trained and stored with the adapter. ``task_type`` (a peft ``TaskType``
     name, from the objective; default ``SEQ_CLS``) must agree with the method's
-    own when the method has one.
+    own when the method has one. ``data`` (training batches and the loss) is
+    required by data-dependent initialisations (LoRA-GA, EVA, LoRA-SB);
+    ``trainer.train`` passes it.
     """
     spec = get_adapter(method, task_type)
     task_type = task_type or spec.task_type or "SEQ_CLS"
     options = dict(options or {})
+    check_options(method, spec, options)
     if spec.config is None:
-        if options:
-            raise ConfigError(f"{method!r} takes no adapter options, got {sorted(options)}")
         for p in model.parameters():
             p.requires_grad_(True)
         return model
@@ -63,13 +75,26 @@ def add_adapter(model: Any, method: str, options: dict[str, Any] | None = None,
 
     cls = getattr(peft, spec.config)
     kwargs = spec.prepare({**spec.defaults, **options}, total_steps)
+    if spec.needs_data(kwargs) and data is None:
+        raise ConfigError(f"adapter {method!r} initialises from training data, but none was given "
+                          "(train() supplies it; add_adapter(..., data=init_data(...)))")
+    extra = {k: kwargs.pop(k) for k in spec.extra_options if k in kwargs}
     new = {m.split(".")[0] for m in (new_modules or ())}
     save = ({head_name(model)} if task_type == "SEQ_CLS" else set()) | new
     if save or kwargs.get("modules_to_save"):
         kwargs["modules_to_save"] = sorted(save | set(kwargs.get("modules_to_save") or ()))
     try:
         config = cls(task_type=getattr(peft.TaskType, task_type), **kwargs)
-        return peft.get_peft_model(model, config)
+    except TypeError as e:
+        raise ConfigError(f"bad option for adapter {method!r} ({spec.config}): {e}") from e
+    except ValueError as e:
+        raise ConfigError(f"bad option for adapter {method!r} ({spec.config}): {e}") from e
+    if spec.rank_option:
+        check_rank(method, model, config, kwargs.get(spec.rank_option))
+    try:
+        return spec.initialize(model, config, data, extra)
+    except ConfigError:
+        raise
     except TypeError as e:
         raise ConfigError(f"bad option for adapter {method!r} ({spec.config}): {e}") from e
     except ValueError as e:

@@ -121,7 +121,7 @@ def train(groups: Sequence[Any], base_model: str, output_dir: str | os.PathLike,
     import torch
     from transformers import TrainingArguments, set_seed
 
-    from .adapters import get_adapter
+    from .adapters import get_adapter, init_data
     from .objectives import make_objective, takes_loss
     from .peft import add_adapter, count_parameters
 
@@ -139,15 +139,19 @@ def train(groups: Sequence[Any], base_model: str, output_dir: str | os.PathLike,
         torch.set_num_threads(int(opts.threads))
     set_seed(opts.seed)
     model, tok, new_modules = objective.load_model(base_model)
-    model = add_adapter(model, method, adapter_options, new_modules, total_steps=opts.steps,
-                        task_type=objective.task_type)
     objective.setup(tok, max_length, opts.group_size)
+    warmup = int(opts.warmup_ratio * opts.steps)
+    t_init = time.perf_counter()    # data-dependent inits (LoRA-GA, EVA, LoRA-SB) read the first batches
+    model = add_adapter(model, method, adapter_options, new_modules, total_steps=opts.steps,
+                        task_type=objective.task_type,
+                        data=init_data(objective, groups, opts.batch_size, opts.lr, warmup))
+    init_seconds = time.perf_counter() - t_init
     trainable, total = count_parameters(model)
     ckpt = Path(checkpoint_dir) if checkpoint_dir else Path(f"{output_dir}.checkpoints")
     args = TrainingArguments(
         output_dir=str(ckpt), max_steps=opts.steps, per_device_train_batch_size=opts.batch_size,
         gradient_accumulation_steps=opts.gradient_accumulation, learning_rate=opts.lr,
-        warmup_steps=int(opts.warmup_ratio * opts.steps), weight_decay=opts.weight_decay,
+        warmup_steps=warmup, weight_decay=opts.weight_decay,
         max_grad_norm=opts.max_grad_norm, lr_scheduler_type="linear", seed=opts.seed, data_seed=opts.seed,
         bf16=opts.bf16, use_cpu=not torch.cuda.is_available(), logging_steps=opts.logging_steps,
         save_strategy="steps" if opts.save_steps else "no", save_steps=opts.save_steps or 500,
@@ -172,7 +176,8 @@ def train(groups: Sequence[Any], base_model: str, output_dir: str | os.PathLike,
     steps_run = max(1, int(out.global_step))
     described = objective.describe()
     info = {"objective": described, "steps": int(out.global_step),
-            "seconds": round(seconds, 1), "trainable_parameters": trainable, "total_parameters": total,
+            "seconds": round(seconds, 1), "adapter_init_seconds": round(init_seconds, 1),
+            "trainable_parameters": trainable, "total_parameters": total,
             "train": {k: v for k, v in vars(opts).items()}, **(extra_manifest or {})}
     if "loss" in described["options"]:
         info = {"loss": described["options"]["loss"],
