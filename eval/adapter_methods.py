@@ -21,10 +21,10 @@ modules). Per method:
    seconds per step and the initialisation's seconds (LoRA-GA, EVA, LoRA-SB).
 
 Each method runs in its own process. Resumable: a finished method's result
-is ``eval/out/adapter_methods/<method>.json`` (written atomically) and is
+is ``eval/results/adapter_methods/<method>.json`` (written atomically) and is
 skipped; sweep points are kept in ``<method>.partial.json`` as they finish,
 and the final run checkpoints every 100 steps. The markdown table
-(``eval/out/adapter_methods/table.md``) and the plot
+(``eval/results/adapter_methods/table.md``) and the plot
 (``eval/figures/adapter_methods.png``: nDCG@10 against trainable parameters,
 log x) are built from whatever JSONs exist.
 """
@@ -44,7 +44,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "eval" / "out" / "adapter_methods"
+OUT = ROOT / "eval" / "results" / "adapter_methods"  # tracked: commit each method as it finishes
+MODELS = ROOT / "eval" / "out" / "adapter_methods" / "models"  # checkpoints and adapters (ignored)
 FIGURE = ROOT / "eval" / "figures" / "adapter_methods.png"
 RECIPE = ROOT / "configs" / "minilm-scifact-lora.yaml"
 SHARED = Path(os.environ.get("RANKKIT_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -138,10 +139,10 @@ def train_once(method: str, lr: float, steps: int, groups: list[Any], cfg: dict[
 
     topts = {**(cfg.get("train") or {}), "steps": steps, "lr": lr, "save_steps": save_steps,
              "logging_steps": max(1, min(25, steps // 4)), "resume": True}
-    folder = OUT / "models" / f"{method}-{tag}"
+    folder = MODELS / f"{method}-{tag}"
     return train(groups, str(cfg["base_model"]), folder, method=method,
                  adapter_options=METHODS[method]["options"], max_length=int(cfg.get("max_length", 128)),
-                 options=TrainOptions(**topts), checkpoint_dir=OUT / "models" / f"{method}-{tag}.ckpt",
+                 options=TrainOptions(**topts), checkpoint_dir=MODELS / f"{method}-{tag}.ckpt",
                  loss="softmax_ce")
 
 
@@ -175,13 +176,13 @@ def run_method(method: str, args: argparse.Namespace) -> dict[str, Any]:
                                  "final_loss": res.final_loss}
         write_json(partial_file, partial)
         shutil.rmtree(res.folder, ignore_errors=True)
-        shutil.rmtree(OUT / "models" / f"{method}-sweep-{key}.ckpt", ignore_errors=True)
+        shutil.rmtree(MODELS / f"{method}-sweep-{key}.ckpt", ignore_errors=True)
     best = max(partial["sweep"].values(), key=lambda r: r["dev"]["raw"])
     weight = max(WEIGHTS, key=lambda w: best["dev"][f"interp_{w:g}"])
     test, test_bm25 = evaluation_set([], "test", args.queries)
     res = train_once(method, best["lr"], args.steps, groups, cfg, "final", save_steps=100)
     scores = rerank_scores(res.folder, test, test_bm25, max_length)
-    shutil.rmtree(OUT / "models" / f"{method}-final.ckpt", ignore_errors=True)   # the model folder stays
+    shutil.rmtree(MODELS / f"{method}-final.ckpt", ignore_errors=True)   # the model folder stays
     manifest = json.loads((res.folder / "rankkit.json").read_text())
     cfg_train = cfg["train"]
     return {
