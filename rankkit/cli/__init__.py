@@ -33,6 +33,7 @@ COMMAND_MODULES = [
     "rankkit.cli.demo",
     "rankkit.cli.dense",
     "rankkit.cli.train",
+    "rankkit.cli.train_retriever",
     "rankkit.cli.rerank",
     "rankkit.cli.run",
     "rankkit.cli.clicks",
