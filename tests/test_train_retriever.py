@@ -94,11 +94,13 @@ def test_saved_adapter_reloads_to_identical_embeddings_and_index_records_it(lora
 def test_full_fine_tuning_saves_a_model_that_reloads_identically(tiny_model, toy, tmp_path):
     from rankkit.retrievers.encoder import SentenceEncoder
 
+    opts = _opts(6, 1e-3)
+    opts.max_seq_length = 16                           # a shorter window for training only
     res = train_retriever(toy, tmp_path / "full", base_model=str(tiny_model), method="full",
-                          negatives=NegativesOptions(mine_from="none"), options=_opts(6, 1e-3),
-                          teacher=None)
+                          negatives=NegativesOptions(mine_from="none"), options=opts, teacher=None)
     manifest = json.loads((res.folder / "rankkit.json").read_text())
     assert manifest["kind"] == "dense-retriever" and res.trainable == res.total
+    assert manifest["max_seq_length"] == 64 == SentenceEncoder(str(res.folder)).max_seq_length
     assert res.mining == []                            # in-batch negatives only
     enc = SentenceEncoder(str(res.folder))
     a, _ = enc.encode_documents(toy.corpus.contents)

@@ -173,7 +173,10 @@ def train_retriever(dataset: Dataset, output_dir: PathLike, base_model: str = "m
     if opts.threads:
         torch.set_num_threads(int(opts.threads))
     set_seed(opts.seed)
-    model = load_model(base_model, opts.max_seq_length)
+    model = load_model(base_model)
+    window = model.max_seq_length  # the saved model keeps it: a shorter training window is for speed only
+    if opts.max_seq_length:
+        model.max_seq_length = int(opts.max_seq_length)
     from ..folders import model_fingerprint
 
     base_fingerprint = model_fingerprint(model)
@@ -222,6 +225,7 @@ def train_retriever(dataset: Dataset, output_dir: PathLike, base_model: str = "m
     elif teacher not in ("default", None):
         info["negatives"]["teacher"] = type(teacher).__name__
     model.eval()
+    model.max_seq_length = window
     folder = save_retriever(model, output_dir, base_model, method, adapter_options, base_fingerprint,
                             training=info)
     return RetrieverTrainResult(folder, method, int(out.global_step), seconds, trainable, total,

@@ -71,7 +71,7 @@ class RetrieverTrainOptions:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     seed: int = 42
-    max_seq_length: int | None = None   # None: the model's own window
+    max_seq_length: int | None = None   # window while training and mining (speed); the saved model keeps its own
     loss: str = "mnrl"
     loss_options: dict[str, Any] = field(default_factory=dict)
     encode_batch_size: int = 64    # batch of the corpus encodes done for mining
