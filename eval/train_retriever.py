@@ -81,6 +81,22 @@ def load_result(name: str):
     return None
 
 
+_GUARD: list = []
+
+
+def _guard(args):
+    """One false-negative guard for every system: teacher scores of a (query, doc) pair are computed once."""
+    if args.teacher in ("none", ""):
+        return None
+    if not _GUARD:
+        from rankkit.rerankers.cross_encoder import CrossEncoder
+        from rankkit.training.retriever_data import FalseNegativeGuard
+
+        teacher = CrossEncoder(args.teacher, max_length=256, show_progress=not args.quiet)
+        _GUARD.append(FalseNegativeGuard(teacher, 0.0, name=args.teacher))
+    return _GUARD[0]
+
+
 def train_system(name: str, args, train, test) -> tuple:
     """Train (or re-use) one system's retriever, index the corpus with it, search the test queries."""
     import rankkit as rk
@@ -100,7 +116,7 @@ def train_system(name: str, args, train, test) -> tuple:
                                      threads=args.threads, show_progress=not args.quiet, seed=42)
         res = train_retriever(train, folder, base_model="minilm", method="full" if name == "full" else "lora",
                               adapter_options=None if name == "full" else LORA, negatives=neg,
-                              options=opts, cache_dir=ROOT / "eval" / "cache")
+                              options=opts, cache_dir=ROOT / "eval" / "cache", teacher=_guard(args))
         info.update(train_seconds=round(res.seconds, 1), steps=res.steps,
                     s_per_step=round(res.seconds / max(1, res.steps), 2), trainable=res.trainable,
                     total=res.total, examples=res.examples, final_loss=res.final_loss,

@@ -215,3 +215,21 @@ def test_cli_trains_from_a_recipe(tiny_model, toy, tmp_path, capsys):
     summary = json.loads(out)
     assert summary["steps"] == 3 and summary["method"] == "lora" and summary["mining_rounds"] == 1
     assert (tmp_path / "out" / "retriever" / "rankkit.json").exists()
+
+
+@pytest.mark.parametrize("method, options", [("adalora", {"target_modules": ["query", "value"]}), ("ia3", {})])
+def test_other_registered_adapter_methods_train_and_reload(method, options, tiny_model, toy, tmp_path):
+    from rankkit.retrievers.encoder import SentenceEncoder
+
+    # a shared guard (as eval/train_retriever.py passes one) reuses its scores across trainings
+    guard = FalseNegativeGuard(lambda q, d: np.zeros(len(d)), name="zeros")
+    res = train_retriever(toy, tmp_path / method, base_model=str(tiny_model), method=method,
+                          adapter_options=options, negatives=NegativesOptions(num_negatives=1, depth=5),
+                          options=_opts(3, 1e-3), teacher=guard)
+    assert all(np.isfinite(res.losses)) and 0 < res.trainable < res.total
+    manifest = json.loads((res.folder / "rankkit.json").read_text())
+    assert manifest["method"] == method and manifest["training"]["negatives"]["teacher"] == "zeros"
+    assert len(guard.cache) > 0
+    a, _ = SentenceEncoder(str(res.folder)).encode_documents(toy.corpus.contents)
+    b, _ = SentenceEncoder(str(res.folder)).encode_documents(toy.corpus.contents)
+    np.testing.assert_array_equal(a, b)

@@ -145,6 +145,7 @@ def train_retriever(dataset: Dataset, output_dir: PathLike, base_model: str = "m
 
     ``teacher``: ``"default"`` takes ``negatives.teacher`` (a cross-encoder
     name); or pass a CrossEncoder / a ``(queries, docs) -> scores`` function,
+    a ``FalseNegativeGuard`` (its cached scores are reused across trainings),
     or None for no false-negative guard.
     """
     import torch
@@ -186,8 +187,11 @@ def train_retriever(dataset: Dataset, output_dir: PathLike, base_model: str = "m
     miner = None
     if neg.mine_from != "none":
         spec = neg.teacher if teacher == "default" else teacher
-        guard_teacher = _teacher(spec, neg.teacher_max_length, opts.show_progress)
-        guard = FalseNegativeGuard(guard_teacher, neg.margin) if guard_teacher is not None else None
+        if isinstance(spec, FalseNegativeGuard):
+            guard: FalseNegativeGuard | None = spec  # shared: its score cache spans trainings
+        else:
+            guard_teacher = _teacher(spec, neg.teacher_max_length, opts.show_progress)
+            guard = FalseNegativeGuard(guard_teacher, neg.margin) if guard_teacher is not None else None
         miner = Miner(examples, dataset, neg, guard, _stage(neg.mine_from, dataset, config_folder),
                       opts.encode_batch_size, opts.show_progress, cache_dir)
         miner.round(model, 0)
@@ -223,7 +227,7 @@ def train_retriever(dataset: Dataset, output_dir: PathLike, base_model: str = "m
     if isinstance(teacher, str) and teacher != "default":
         info["negatives"]["teacher"] = teacher
     elif teacher not in ("default", None):
-        info["negatives"]["teacher"] = type(teacher).__name__
+        info["negatives"]["teacher"] = getattr(teacher, "name", None) or type(teacher).__name__
     model.eval()
     model.max_seq_length = window
     folder = save_retriever(model, output_dir, base_model, method, adapter_options, base_fingerprint,

@@ -92,8 +92,9 @@ class FalseNegativeGuard:
     Scores are cached per (qid, docid), so re-mining rounds score only new pairs.
     """
 
-    def __init__(self, teacher: Any, margin: float = 0.0, batch_note: str = "teacher"):
+    def __init__(self, teacher: Any, margin: float = 0.0, name: str | None = None):
         self.score = teacher.predict if hasattr(teacher, "predict") else teacher
+        self.name = name or getattr(teacher, "model_name", None)
         if not callable(self.score):
             raise ConfigError("the false-negative teacher must be a cross-encoder or a function "
                               "(queries, docs) -> scores")
