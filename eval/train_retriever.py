@@ -123,7 +123,9 @@ def train_system(name: str, args, train, test) -> tuple:
                     losses=res.losses, mining=res.mining)
     else:
         manifest = json.loads((folder / "rankkit.json").read_text())
-        info.update(reused_model=True, **{k: manifest["training"].get(k) for k in ("steps", "seconds", "mining")})
+        done = manifest["training"]
+        info.update(reused_model=True, steps=done.get("steps"), train_seconds=done.get("seconds"),
+                    mining=done.get("mining"), final_loss=done.get("final_loss"))
     t0 = time.perf_counter()
     dense = rk.DenseRetriever.build(test.corpus, model=str(folder), batch_size=32,
                                     show_progress=not args.quiet)
@@ -212,7 +214,9 @@ def main() -> None:
         return
     cmp = rk.compare(runs, test, MEASURES, baseline="untrained")
     print(f"\nSciFact test ({len(test.queries)} queries), paired t-test vs untrained (Holm):\n{cmp.table()}")
-    with open(OUT / "summary.json", "w") as f:
+    from rankkit.io import atomic_path
+
+    with atomic_path(OUT / "summary.json") as f:
         json.dump({"best_trained": best, "comparison": cmp.to_dict(),
                    "systems": {n: {k: v for k, v in r.items() if k != "losses"} for n, r in results.items()}},
                   f, indent=2, default=str)
