@@ -17,13 +17,16 @@ written atomically and skipped when present, so an interrupted run resumes;
 a trained model folder without its result is re-used, not re-trained.
 Paired t-tests (Holm) of every system against ``untrained``.
 
-    PYTHONPATH=. python eval/train_retriever.py                # full run, about 45-60 min on 2 cores
-    PYTHONPATH=. python eval/train_retriever.py --smoke        # 50 docs, 3 steps: < 3 min
+    PYTHONPATH=. python eval/train_retriever.py                # full run, about 50-60 min on 2 free cores
+    PYTHONPATH=. python eval/train_retriever.py --smoke --threads 1   # 50 docs, 3 steps: ~1.5 min
 
-Timing (2 shared cores): corpus encode of 5,183 abstracts ~3.5 min per trained
-system; training ~3-4 s/step at batch 32, 1 hard negative, 128-token window
-(80 steps ~5 min); the dynamic refresh re-encodes the corpus at that window
-(~1.5 min per refresh); teacher scoring of the mined pairs ~1 min.
+Timing, measured on this machine's 2 cores while another benchmark ran (1 thread:
+25 s/step at batch 32, 1 hard negative, 128-token window; 6.6 docs/s encoding),
+scaled to 2 free cores: ~7 s/step, so 80 steps ~10 min per trained system; the
+corpus encode of 5,183 abstracts ~3.5 min per trained system (and for
+``untrained`` unless eval/cache/ holds it); one dynamic refresh ~2 min (re-encode
+at the 128-token window); the teacher scores ~3k pairs once (~2 min, shared by
+all systems). ``--steps 60`` trims ~7 min.
 """
 
 from __future__ import annotations
