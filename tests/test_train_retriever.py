@@ -233,3 +233,17 @@ def test_other_registered_adapter_methods_train_and_reload(method, options, tiny
     a, _ = SentenceEncoder(str(res.folder)).encode_documents(toy.corpus.contents)
     b, _ = SentenceEncoder(str(res.folder)).encode_documents(toy.corpus.contents)
     np.testing.assert_array_equal(a, b)
+
+
+def test_adapter_over_a_changed_base_model_is_refused(lora_run, tmp_path):
+    import shutil
+
+    from rankkit.retrievers.encoder import SentenceEncoder
+
+    res, _ = lora_run
+    copy = shutil.copytree(res.folder, tmp_path / "copy")
+    manifest = json.loads((copy / "rankkit.json").read_text())
+    manifest["base_fingerprint"] = "0" * 16
+    (copy / "rankkit.json").write_text(json.dumps(manifest))
+    with pytest.raises(ConfigError, match="trained on another version of its base model"):
+        SentenceEncoder(str(copy))
