@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, RankkitError
 from ..models import missing_model_error, offline, resolve_model
 
 #: similarity functions an inner-product faiss index can serve
@@ -96,6 +96,8 @@ class SentenceEncoder:
         try:
             self.model, trained = load_sentence_transformer(ref.location, device,
                                                             offline() or ref.path is not None)
+        except RankkitError:
+            raise
         except (OSError, ValueError) as exc:
             raise missing_model_error(self.model_name, exc) from exc
         self.location = ref.location

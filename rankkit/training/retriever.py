@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, RankkitError
 from ..io import PathLike, atomic_dir
 from ..types import Dataset
 from .retriever_config import LOSSES, NegativesOptions, RetrieverRecipe, RetrieverTrainOptions
@@ -65,6 +65,8 @@ def load_model(base_model: str, max_seq_length: int | None = None, device: str |
         raise ConfigError(f"model {base_model!r} is a GGUF language model, not a bi-encoder")
     try:
         model, manifest = load_sentence_transformer(ref.location, device, offline() or ref.path is not None)
+    except RankkitError:
+        raise
     except (OSError, ValueError) as e:
         raise missing_model_error(str(base_model), e) from e
     if manifest is not None and manifest["kind"] != "dense-retriever":
