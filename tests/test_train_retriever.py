@@ -181,6 +181,9 @@ def test_bad_input_is_counted_not_trained_on(toy):
     ({"adapter": {"method": "full", "options": {"r": 4}}}, "full fine-tuning takes no adapter options"),
     ({"extra": 1}, "unknown key(s) ['extra']"),
     ({"data": {"path": "x", "splitt": "train"}}, "data: unknown key(s) ['splitt']"),
+    ({"index": {"output_dir": "i", "type": "annoy"}}, "unknown dense index type 'annoy'"),
+    ({"index": {"output_dir": "i", "options": {"nprobe": 4}}}, "unknown option(s) for a 'flat' index"),
+    ({"index": {"type": "flat"}}, "index must be a mapping with an 'output_dir'"),
 ])
 def test_bad_config_is_refused_with_the_field_named(cfg, message):
     base = {"base_model": "minilm", "output_dir": "out", "data": {"path": "beir"}}
@@ -207,7 +210,8 @@ def test_cli_trains_from_a_recipe(tiny_model, toy, tmp_path, capsys):
         "loss: {name: cached_mnrl, options: {mini_batch_size: 4}}\n"
         f"data: {{path: {beir.name}, split: train}}\n"
         "negatives: {mine_from: bm25, num_negatives: 1, depth: 5, teacher: none}\n"
-        "train: {steps: 3, batch_size: 4, lr: 1.0e-3, logging_steps: 1}\n")
+        "train: {steps: 3, batch_size: 4, lr: 1.0e-3, logging_steps: 1}\n"
+        "index: {output_dir: idx/trained, type: hnsw, options: {M: 8}}\n")
     with pytest.raises(SystemExit) as exc:
         main(["train", "retriever", "--config", str(tmp_path / "r.yaml"), "--json", "-q"])
     out = capsys.readouterr().out
@@ -215,6 +219,10 @@ def test_cli_trains_from_a_recipe(tiny_model, toy, tmp_path, capsys):
     summary = json.loads(out)
     assert summary["steps"] == 3 and summary["method"] == "lora" and summary["mining_rounds"] == 1
     assert (tmp_path / "out" / "retriever" / "rankkit.json").exists()
+    index = json.loads((tmp_path / "idx" / "trained" / "rankkit.json").read_text())  # re-encoded after training
+    assert summary["index"] == str(tmp_path / "idx" / "trained")
+    assert index["trained"]["method"] == "lora" and index["index"]["type"] == "hnsw"
+    assert index["model"] == str(tmp_path / "out" / "retriever")
 
 
 @pytest.mark.parametrize("method, options", [("adalora", {"target_modules": ["query", "value"]}), ("ia3", {})])

@@ -32,5 +32,6 @@ def train_retriever(
                "examples": res.examples, "trainable_parameters": res.trainable,
                "total_parameters": res.total, "trainable_percent": round(100 * res.trainable / res.total, 3),
                "seconds": round(res.seconds, 1), "final_loss": res.final_loss,
-               "mining_rounds": len(res.mining), "false_negatives_dropped": dropped}
+               "mining_rounds": len(res.mining), "false_negatives_dropped": dropped,
+               "index": str(res.index) if res.index else None}
     ui.result(format_table(["field", "value"], [[k, v] for k, v in summary.items()]), summary)

@@ -49,6 +49,7 @@ class RetrieverTrainResult:
     losses: list[float]
     mining: list[dict[str, Any]] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
+    index: Path | None = None  # the index re-encoded with the trained model, when the recipe asks
 
     @property
     def final_loss(self) -> float | None:
@@ -300,10 +301,15 @@ def train_from_recipe(recipe: RetrieverRecipe, steps: int | None = None,
     out = Path(output_dir).resolve() if output_dir else config_path(cfg, recipe.output_dir)
     ckpt = config_path(cfg, recipe.checkpoint_dir) if recipe.checkpoint_dir else None
     cache = config_path(cfg, data["cache_dir"]) if data.get("cache_dir") else None
-    return train_retriever(ds, out, recipe.base_model, recipe.method, recipe.adapter_options,
-                           recipe.negatives, opts, qids=train_q, min_grade=int(data.get("min_grade", 1)),
-                           checkpoint_dir=ckpt, config_folder=recipe.folder, cache_dir=cache,
-                           extra_manifest={"data": {"path": str(data["path"]),
-                                                    "split": data.get("split", "train"),
-                                                    "train_queries": len(train_q),
-                                                    "dev_qids": dev_q}})
+    res = train_retriever(ds, out, recipe.base_model, recipe.method, recipe.adapter_options,
+                          recipe.negatives, opts, qids=train_q, min_grade=int(data.get("min_grade", 1)),
+                          checkpoint_dir=ckpt, config_folder=recipe.folder, cache_dir=cache,
+                          extra_manifest={"data": {"path": str(data["path"]),
+                                                   "split": data.get("split", "train"),
+                                                   "train_queries": len(train_q),
+                                                   "dev_qids": dev_q}})
+    if recipe.index:
+        dense = rk.DenseRetriever.build(ds.corpus, model=str(res.folder), index=recipe.index.get("type", "flat"),
+                                        show_progress=opts.show_progress, **(recipe.index.get("options") or {}))
+        res.index = dense.save(config_path(cfg, recipe.index["output_dir"]))
+    return res

@@ -10,6 +10,7 @@ A recipe (see ``configs/minilm-retriever-scifact.yaml``)::
     negatives: {mine_from: bm25, num_negatives: 3, depth: 50, refresh_every: 0,
                 teacher: minilm-scifact, margin: 0.0}
     train: {steps: 100, batch_size: 32, lr: 2.0e-4}
+    index: {output_dir: ../idx/scifact-trained, type: flat}   # optional: re-encode the corpus after training
 
 Every name and key is checked before any model loads (``ConfigError`` naming
 the field). Relative paths resolve against the config file's folder.
@@ -28,7 +29,9 @@ from ..errors import ConfigError
 LOSSES = {"mnrl": "MultipleNegativesRankingLoss", "cached_mnrl": "CachedMultipleNegativesRankingLoss"}
 #: where static negatives come from besides an index folder or a TREC run file
 MINERS = ("bm25", "model", "none")
-TOP_KEYS = {"base_model", "output_dir", "checkpoint_dir", "adapter", "loss", "data", "negatives", "train"}
+TOP_KEYS = {"base_model", "output_dir", "checkpoint_dir", "adapter", "loss", "data", "negatives", "train",
+            "index"}
+INDEX_KEYS = {"output_dir", "type", "options"}
 DATA_KEYS = {"path", "split", "dev_fraction", "seed", "min_grade", "limit_queries", "cache_dir"}
 
 
@@ -130,6 +133,7 @@ class RetrieverRecipe:
     train: RetrieverTrainOptions = field(default_factory=RetrieverTrainOptions)
     checkpoint_dir: str | None = None
     folder: str = "."               # the config file's folder (relative paths)
+    index: dict[str, Any] | None = None  # re-encode the data's corpus into this index after training
 
 
 def parse_recipe(cfg: dict[str, Any], where: str = "config", folder: str = ".") -> RetrieverRecipe:
@@ -165,8 +169,27 @@ def parse_recipe(cfg: dict[str, Any], where: str = "config", folder: str = ".") 
         train.check()
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from e
+    index = _index_block(cfg.get("index"), where)
     return RetrieverRecipe(str(cfg["base_model"]), str(cfg["output_dir"]), dict(data), method, options,
-                           negatives, train, cfg.get("checkpoint_dir"), folder)
+                           negatives, train, cfg.get("checkpoint_dir"), folder, index)
+
+
+def _index_block(index: Any, where: str) -> dict[str, Any] | None:
+    """``index: {output_dir, type: flat|hnsw|ivfpq, options: {...}}``: the index built after training."""
+    from ..retrievers.faiss_index import index_type
+
+    if index is None:
+        return None
+    if not isinstance(index, dict) or not index.get("output_dir"):
+        raise ConfigError(f"{where}: index must be a mapping with an 'output_dir'")
+    bad = set(index) - INDEX_KEYS
+    if bad:
+        raise ConfigError(f"{where}: index: unknown key(s) {sorted(bad)} (allowed: {sorted(INDEX_KEYS)})")
+    try:
+        index_type(str(index.get("type", "flat"))).check_options(dict(index.get("options") or {}))
+    except ConfigError as e:
+        raise ConfigError(f"{where}: index: {e}") from e
+    return dict(index)
 
 
 def load_recipe(path: str | os.PathLike) -> RetrieverRecipe:
