@@ -35,6 +35,7 @@ COMMAND_MODULES = [
     "rankkit.cli.cur",
     "rankkit.cli.train",
     "rankkit.cli.train_rank_r1",
+    "rankkit.cli.train_retriever",
     "rankkit.cli.rerank",
     "rankkit.cli.run",
     "rankkit.cli.clicks",

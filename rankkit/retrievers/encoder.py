@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, RankkitError
 from ..models import missing_model_error, offline, resolve_model
 
 #: similarity functions an inner-product faiss index can serve
@@ -25,6 +25,49 @@ _SUPPORTED_SIMILARITY = ("cosine", "dot")
 
 #: document prompt names sentence-transformers' ``encode_document`` looks for, in order
 _DOC_PROMPT_NAMES = ("document", "passage", "corpus")
+#: manifest kinds of trained bi-encoder folders (``rankkit train retriever``): a full fine-tune
+#: (a sentence-transformers folder) and a peft adapter over the named ``base_model``
+KIND_RETRIEVER = "dense-retriever"
+KIND_RETRIEVER_ADAPTER = "dense-retriever-adapter"
+
+
+def backbone_attr(model: Any) -> str:
+    """Attribute of the first sentence-transformers module that holds the HF network."""
+    return "model" if "model" in model[0]._modules else "auto_model"  # sentence-transformers >= 6 / < 6
+
+
+def load_sentence_transformer(location: str, device: str | None, local_only: bool,
+                              ) -> tuple[Any, dict[str, Any] | None]:
+    """A SentenceTransformer from a folder or id, and the manifest of a trained retriever folder.
+
+    A ``dense-retriever-adapter`` folder loads its base model (checked against
+    the recorded base fingerprint) and applies the peft adapter on top.
+    """
+    from pathlib import Path
+
+    from sentence_transformers import SentenceTransformer
+
+    from ..folders import model_fingerprint, read_manifest
+
+    manifest = read_manifest(location) if Path(location).is_dir() else None
+    if manifest is None or manifest["kind"] not in (KIND_RETRIEVER, KIND_RETRIEVER_ADAPTER):
+        return SentenceTransformer(location, device=device, local_files_only=local_only), None
+    if manifest["kind"] == KIND_RETRIEVER:
+        return SentenceTransformer(location, device=device, local_files_only=local_only), manifest
+    import peft
+
+    base = resolve_model(manifest["base_model"])
+    model = SentenceTransformer(base.location, device=device,
+                                local_files_only=offline() or base.path is not None)
+    if manifest.get("base_fingerprint") and model_fingerprint(model) != manifest["base_fingerprint"]:
+        raise ConfigError(f"{location}: the adapter was trained on another version of its base model "
+                          f"{manifest['base_model']!r} (weight fingerprint differs)")
+    attr = backbone_attr(model)
+    setattr(model[0], attr, peft.PeftModel.from_pretrained(getattr(model[0], attr), location))
+    if manifest.get("max_seq_length"):
+        model.max_seq_length = int(manifest["max_seq_length"])
+    model.eval()
+    return model, manifest
 
 
 class TruncationWarning(UserWarning):
@@ -50,11 +93,11 @@ class SentenceEncoder:
         if ref.gguf_file is not None:
             raise ConfigError(f"model {self.model_name!r} is a GGUF language model, not a "
                               "sentence-transformers bi-encoder")
-        from sentence_transformers import SentenceTransformer
-
         try:
-            self.model = SentenceTransformer(ref.location, device=device,
-                                             local_files_only=offline() or ref.path is not None)
+            self.model, trained = load_sentence_transformer(ref.location, device,
+                                                            offline() or ref.path is not None)
+        except RankkitError:
+            raise
         except (OSError, ValueError) as exc:
             raise missing_model_error(self.model_name, exc) from exc
         self.location = ref.location
@@ -74,6 +117,9 @@ class SentenceEncoder:
         self.query_prompt = self._effective_prompt(query_prefix, ("query",))
         self.doc_prompt = self._effective_prompt(doc_prefix, _DOC_PROMPT_NAMES)
         self._fingerprint: str | None = None
+        #: what a trained retriever folder says about itself (kind, base model, adapter method)
+        self.trained = None if trained is None else {
+            k: trained.get(k) for k in ("kind", "base_model", "method", "options")}
 
     # introspection ---------------------------------------------------------------
     @property
@@ -119,7 +165,7 @@ class SentenceEncoder:
                 "similarity": self.similarity, "normalisation": self.normalisation,
                 "max_seq_length": self.max_seq_length, "query_prefix": self.query_prefix,
                 "doc_prefix": self.doc_prefix, "query_prompt": self.query_prompt,
-                "doc_prompt": self.doc_prompt}
+                "doc_prompt": self.doc_prompt, **({"trained": self.trained} if self.trained else {})}
 
     # encoding --------------------------------------------------------------------
     def count_truncated(self, texts: list[str], prompt: str) -> int:
