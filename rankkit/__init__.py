@@ -41,6 +41,7 @@ _LAZY: dict[str, str] = {
     "FirstReranker": "rankkit.rerankers.first:FirstReranker",
     "RankR1Reranker": "rankkit.rerankers.rank_r1:RankR1Reranker",
     "Generator": "rankkit.generators.generator:Generator",
+    "Compressor": "rankkit.generators.compress:Compressor",
     "evaluate_rag": "rankkit.rag_eval:evaluate_rag",
 }
 

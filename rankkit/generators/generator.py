@@ -3,15 +3,19 @@
     pipe = rk.BM25.build(ds.corpus) % 100 >> rk.Generator("smollm2", corpus=ds.corpus, k=3)
     result = pipe(ds.queries)          # result.answers[qid].text / .citations
 
-Two modes over the same prompts: ``"answer"`` generates free text whose ``[n]``
-citations are mapped back to docids; ``"classify"`` scores a fixed label set by
-the model's likelihood (no output parsing, so no parsing failures). The LLM
-itself runs in a :mod:`rankkit.llm` backend.
+Three modes over the same passages: ``"answer"`` generates free text whose ``[n]``
+citations are mapped back to docids; ``"summarize"`` generates a cited summary of
+the (possibly compressed, :class:`~rankkit.generators.compress.Compressor`) context;
+``"classify"`` scores a fixed label set by the model's likelihood (no output
+parsing, so no parsing failures). The LLM itself runs in a :mod:`rankkit.llm`
+backend. ``model`` may be an adapter folder from ``rankkit train generator``
+(its manifest names the base model; the LoRA is merged into a copy of it).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -19,6 +23,7 @@ import numpy as np
 
 from ..errors import ConfigError, RankkitError
 from ..llm.backends import Backend, Messages, make_backend
+from ..llm.transformers_backend import TransformersBackend
 from ..pipeline import Stage
 from ..types import Answer, Corpus, Queries, Result, Run
 from .context import build_prompts
@@ -26,7 +31,9 @@ from .prompts import load_prompt, map_citations
 
 log = logging.getLogger("rankkit")
 
-MODES = ("answer", "classify")
+MODES = ("answer", "classify", "summarize")
+#: manifest kind of an adapter folder written by ``rankkit train generator``
+KIND_GENERATOR = "generator-adapter"
 
 
 class Generator(Stage):
@@ -42,7 +49,11 @@ class Generator(Stage):
     ``max_passage_tokens`` caps every passage (counted as truncated) before the
     whole prompt is fitted into ``max_input_tokens`` (default: the model's window).
     After a call, :attr:`stats` counts truncated passages, queries without
-    passages, answers without citations and failures.
+    passages, answers without citations and failures. An incoming run from a
+    :class:`~rankkit.generators.compress.Compressor` brings its compressed
+    passage texts, which are used instead of the corpus. ``adapter=`` (or
+    ``model=`` itself) names a folder from ``rankkit train generator``; it must
+    have been trained on ``model`` (transformers backend only).
     """
 
     name = "generator"
@@ -53,7 +64,8 @@ class Generator(Stage):
                  backend: str | Backend = "transformers", corpus: Any = None,
                  max_input_tokens: int | None = None, max_passage_tokens: int | None = None,
                  calibrate: bool = False, show_progress: bool = True,
-                 generate_kwargs: dict[str, Any] | None = None, **backend_options: Any):
+                 generate_kwargs: dict[str, Any] | None = None, adapter: str | os.PathLike | None = None,
+                 **backend_options: Any):
         if mode not in MODES:
             raise ConfigError(f"unknown generator mode {mode!r} (choose {', '.join(MODES)})")
         for what, value, low in (("k", k, 0), ("max_new_tokens", max_new_tokens, 1),
@@ -72,9 +84,13 @@ class Generator(Stage):
         self._generated_tokens = 0
         self.show_progress = show_progress
         self.generate_kwargs = dict(generate_kwargs or {})
-        self.corpus = _text_source(corpus)
+        self.corpus = text_source(corpus)
+        folder, base = adapter_folder(model, adapter)
+        if folder is not None and backend != "transformers":
+            raise ConfigError(f"a trained generator adapter runs on the transformers backend, not {backend!r}")
         try:
-            self.backend = make_backend(backend, model, **backend_options)
+            self.backend = AdapterBackend(folder, base, **backend_options) if folder is not None else \
+                make_backend(backend, model, **backend_options)
         except TypeError as e:
             raise ConfigError(f"bad option for the {backend!r} generator backend: {e}") from None
         self.stats: dict[str, Any] = {}
@@ -82,13 +98,15 @@ class Generator(Stage):
     # ----------------------------------------------------------------- the stage
     def transform(self, queries: Queries, run: Run | None) -> Result:
         qids = list(queries)
+        compressed = (run.extras.get("compressed") or {}) if run is not None else {}
         base = (run if run is not None else Run(name="no-retrieval")).with_queries(qids)
         contexts = [[str(d) for d in base.docids(q)[: self.k].tolist()] for q in qids]
-        if self.corpus is None and any(contexts):
+        if self.corpus is None and not compressed and any(contexts):
             raise ConfigError("the Generator needs corpus= (a Corpus, a {docid: text} mapping or a "
                               "function) to read the passages of the incoming run")
-        with_titles = "{title}" in self.template.passage
-        passages = [[self._passage(d, with_titles)[0] for d in ctx] for ctx in contexts]
+        with_titles = "{title}" in self.template.passage and not compressed
+        passages = [[compressed[q][d] if d in compressed.get(q, {}) else self._passage(d, with_titles)[0]
+                     for d in ctx] for q, ctx in zip(qids, contexts)]
         capped = self._cap_passages(passages)
         titles = [[self._passage(d, with_titles)[1] for d in ctx] for ctx in contexts] \
             if with_titles else None
@@ -170,7 +188,7 @@ class Generator(Stage):
         window = self.backend.context_window()
         if window is None:
             return None
-        reserve = self.max_new_tokens if self.mode == "answer" else \
+        reserve = self.max_new_tokens if self.mode != "classify" else \
             max(self.backend.count_tokens(self.label_texts))
         return max(1, window - reserve)
 
@@ -185,7 +203,7 @@ class Generator(Stage):
         }
         if self.calibrate and self._prior:
             self.stats["label_prior"] = self._prior
-        if self.mode == "answer":
+        if self.mode != "classify":
             self.stats["uncited"] = sum(1 for a in answers.values() if not a.error and not a.citations)
             self.stats["generated_tokens"] = self._generated_tokens
         if self.stats["truncated_passages"]:
@@ -230,7 +248,7 @@ def _check_labels(labels: Any, mode: str) -> tuple[list[str], list[str]]:
     return names, texts
 
 
-def _text_source(corpus: Any) -> Corpus | Callable[[str], str] | None:
+def text_source(corpus: Any) -> Corpus | Callable[[str], str] | None:
     if corpus is None or isinstance(corpus, Corpus):
         return corpus
     if isinstance(corpus, Mapping) or hasattr(corpus, "column_names"):
@@ -238,3 +256,83 @@ def _text_source(corpus: Any) -> Corpus | Callable[[str], str] | None:
     if callable(corpus):
         return corpus
     raise ConfigError(f"corpus= takes a Corpus, a mapping or a function, not {type(corpus).__name__}")
+
+
+# ------------------------------------------------------------ trained adapters
+def adapter_folder(model: Any, adapter: str | os.PathLike | None) -> tuple[str | None, str | None]:
+    """(adapter folder, base model) when ``model`` or ``adapter`` is a generator adapter folder.
+
+    An adapter given together with a model it was not trained on is an error.
+    """
+    from pathlib import Path
+
+    from ..folders import read_manifest, require_manifest
+
+    if adapter is not None:
+        man = require_manifest(adapter, KIND_GENERATOR, what="generator adapter")
+        base = str(man["base_model"])
+        if model is not None and not _same_model(model, base):
+            raise ConfigError(f"adapter {os.fspath(adapter)!r} was trained on base model {base!r}, "
+                              f"not {os.fspath(model)!r}")
+        return os.fspath(adapter), base
+    if isinstance(model, (str, os.PathLike)) and Path(os.fspath(model)).is_dir():
+        man = read_manifest(model)
+        if man is not None and man.get("kind") == KIND_GENERATOR:
+            return os.fspath(model), str(man["base_model"])
+    return None, None
+
+
+def _same_model(a: Any, b: str) -> bool:
+    from pathlib import Path
+
+    if str(os.fspath(a)) == b:
+        return True
+    pa, pb = Path(os.fspath(a)), Path(b)
+    return pa.exists() and pb.exists() and pa.resolve() == pb.resolve()
+
+
+def load_adapter_model(folder: str | os.PathLike, dtype: Any = "auto", device: str | None = None
+                       ) -> tuple[Any, Any, dict[str, Any]]:
+    """(model with the LoRA merged in, tokenizer, manifest) for a generator adapter folder.
+
+    The adapter is merged into a deep copy of the cached base (a GGUF reload
+    takes minutes); a base whose weights differ from the ones trained on (its
+    fingerprint in the manifest) is refused.
+    """
+    import copy
+
+    import peft
+
+    from ..folders import model_fingerprint, require_manifest
+    from ..llm.loading import load_causal_lm
+
+    man = require_manifest(folder, KIND_GENERATOR, what="generator adapter")
+    shared, tok = load_causal_lm(man["base_model"], dtype, device)
+    want = man.get("base_fingerprint")
+    if want and dtype in ("auto", None) and model_fingerprint(shared) != want:
+        raise ConfigError(f"adapter {os.fspath(folder)!r} was trained on other weights than the current "
+                          f"{man['base_model']!r} (base fingerprint differs)")
+    base = copy.deepcopy(shared)
+    try:
+        net = peft.PeftModel.from_pretrained(base, os.fspath(folder)).merge_and_unload()
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise ConfigError(f"adapter {os.fspath(folder)!r} does not fit base model {man['base_model']!r}: "
+                          f"{str(e).splitlines()[0]}") from None
+    net.eval()
+    return net, tok, man
+
+
+class AdapterBackend(TransformersBackend):
+    """The transformers backend over a base model with a trained generator adapter merged in (lazy)."""
+
+    def __init__(self, folder: str, base: str, dtype: Any = "auto", device: str | None = None):
+        super().__init__(base, dtype=dtype, device=device)
+        self.adapter = folder
+
+    def _load(self) -> tuple[Any, Any]:
+        if self._model is None:
+            self._model, self._tok, _ = load_adapter_model(self.adapter, self._dtype, self._device)
+        return self._model, self._tok
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "adapter": self.adapter}

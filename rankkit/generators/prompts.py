@@ -82,10 +82,16 @@ PROMPTS: dict[str, PromptTemplate] = {
               "contradict the claim, or is there not enough information? Label:"),
         no_passages="(no evidence available)",
     ),
+    "summarize": PromptTemplate(
+        name="summarize",
+        system="You summarise numbered passages faithfully and cite them in square brackets.",
+        user=("Passages:\n{passages}\n\nTopic: {query}\n\nSummarise what the passages say about "
+              "the topic in two or three sentences, citing passage numbers in square brackets, e.g. [1]."),
+    ),
 }
 
 #: default template per generator mode
-DEFAULT_PROMPT = {"answer": "answer", "classify": "verify"}
+DEFAULT_PROMPT = {"answer": "answer", "classify": "verify", "summarize": "summarize"}
 
 
 def load_prompt(spec: str | Path | PromptTemplate | dict[str, Any] | None,

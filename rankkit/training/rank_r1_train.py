@@ -75,18 +75,11 @@ def _lora(options: dict[str, Any] | None) -> Any:
 def _load(base_model: str, init_adapter: str | os.PathLike | None, lora: dict[str, Any] | None
           ) -> tuple[Any, Any, dict[str, Any]]:
     """A private (uncached) base model with a trainable LoRA: a new one, or ``init_adapter`` continued."""
-    import copy
-
     import peft
 
-    from ..llm.loading import load_causal_lm
+    from .causal_lm import private_causal_lm
 
-    shared, tok = load_causal_lm(base_model)
-    model = copy.deepcopy(shared)      # training changes weights: a private copy (cheaper than a GGUF reload)
-    tok = copy.deepcopy(tok)           # trainers may change padding settings: keep the shared one intact
-    quantizer = getattr(model, "hf_quantizer", None)
-    if quantizer is not None:          # GGUF: weights are dequantised; save_pretrained must not see it
-        quantizer.remove_quantization_config(model)
+    model, tok = private_causal_lm(base_model)
     cfg, opts = _lora(lora)
     if init_adapter is not None:
         model = peft.PeftModel.from_pretrained(model, os.fspath(init_adapter), is_trainable=True)
@@ -202,9 +195,9 @@ def reward_per_step(log: Sequence[dict[str, Any]]) -> list[tuple[int, float]]:
 
 
 def _cuda() -> bool:
-    import torch
+    from .causal_lm import cuda_available
 
-    return bool(torch.cuda.is_available())
+    return cuda_available()
 
 
 def _trl_version() -> str:
