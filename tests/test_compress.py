@@ -100,6 +100,6 @@ def test_compressor_counts_with_generator_tokenizer(one_thread):
     for qid in QUERIES:
         ans = result.answers[qid]
         assert ans.context == compressed.docids(qid).tolist()
-        for d, text in compressed.extras["compressed"][qid].items():
+        for text in compressed.extras["compressed"][qid].values():
             assert text in ans.prompt                        # the prompt holds the compressed text
         assert CORPUS["d2"] not in ans.prompt                # not the whole abstract
