@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 import rankkit as rk
-from rankkit.training.generator_data import NO_INFO, GeneratorExample, answer_completion, build_examples
+from rankkit.training.generator_data import (
+    NO_INFO,
+    GeneratorExample,
+    answer_completion,
+    build_examples,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -33,8 +38,8 @@ def test_answer_completion_cites_the_evidence_position():
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from tests.tiny_llm import tiny_llm_dir
     from rankkit.training.generator_train import train_generator
+    from tests.tiny_llm import tiny_llm_dir
 
     folder = tmp_path_factory.mktemp("gen") / "adapter"
     res = train_generator(str(tiny_llm_dir()), examples(), folder, steps=8,
@@ -80,8 +85,8 @@ def test_summarize_mode_produces_text(trained):
 
 
 def test_bad_input(trained, tmp_path):
-    from tests.tiny_llm import tiny_llm_dir
     from rankkit.training.generator_train import train_generator
+    from tests.tiny_llm import tiny_llm_dir
 
     other = tiny_llm_dir(max_positions=256)                    # another base model
     with pytest.raises(rk.ConfigError, match="trained on base model"):
@@ -101,9 +106,9 @@ def test_bad_input(trained, tmp_path):
 
 
 def test_long_examples_are_truncated_and_counted():
-    from tests.tiny_llm import tiny_llm_dir
     from rankkit.llm.loading import load_causal_lm
     from rankkit.training.generator_data import sft_rows
+    from tests.tiny_llm import tiny_llm_dir
 
     model, tok = load_causal_lm(str(tiny_llm_dir()))
     long = [GeneratorExample("c1", "verify", "claim", ["d1"], ["word " * 400], "SUPPORT")]
