@@ -115,3 +115,38 @@ def test_long_examples_are_truncated_and_counted():
     rows, stats = sft_rows(long, model, tok, 128, LABELS)
     assert stats["truncated_examples"] == 1 and stats["truncated_passages"] == 1
     assert len(tok(rows["prompt"][0] + rows["completion"][0])["input_ids"]) <= 128
+
+
+def test_train_generator_cli_end_to_end(tmp_path, capsys):
+    import json
+
+    from rankkit.cli import main
+    from tests.tiny_llm import tiny_llm_dir
+
+    beir = tmp_path / "beir"
+    (beir / "qrels").mkdir(parents=True)
+    (beir / "corpus.jsonl").write_text("".join(json.dumps({"_id": d, "title": "", "text": t}) + "\n"
+                                               for d, t in CORPUS.items()))
+    (beir / "queries.jsonl").write_text("".join(json.dumps({"_id": q, "text": t}) + "\n"
+                                                for q, t in QUERIES.items()))
+    (beir / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nc1\td1\t1\nc2\td2\t1\n")
+    (beir / "claims.jsonl").write_text(
+        json.dumps({"query-id": "c1", "split": "train", "verdict": "SUPPORT", "evidence": {"d1": "SUPPORT"}})
+        + "\n" + json.dumps({"query-id": "c2", "split": "train", "verdict": "NOT_ENOUGH_INFO", "evidence": {}})
+        + "\n")
+    cfg = tmp_path / "gen.yaml"
+    cfg.write_text(f"base_model: {tiny_llm_dir()}\noutput_dir: out\nthreads: 1\n"
+                   f"data: {{path: beir, k: 2}}\nadapter: {{method: lora, options: {{r: 2}}}}\n"
+                   "train: {steps: 2, batch_size: 2, max_length: 256}\n")
+    with pytest.raises(SystemExit) as ok:
+        main(["train", "generator", "--config", str(cfg), "--json", "-q"])
+    assert ok.value.code == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["steps"] == 2 and res["data"]["examples"] == 4 and res["data"]["verdicts"] == \
+        {"SUPPORT": 1, "NOT_ENOUGH_INFO": 1}
+    assert (tmp_path / "out" / "rankkit.json").is_file()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: {path: beir}\ntrain: {steps: 1}\nwrongkey: 1\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "generator", "--config", str(bad)])
+    assert exc.value.code == 2 and "wrongkey" in capsys.readouterr().err

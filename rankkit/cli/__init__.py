@@ -36,6 +36,7 @@ COMMAND_MODULES = [
     "rankkit.cli.train",
     "rankkit.cli.train_rank_r1",
     "rankkit.cli.train_retriever",
+    "rankkit.cli.train_generator",
     "rankkit.cli.rerank",
     "rankkit.cli.run",
     "rankkit.cli.clicks",
