@@ -8,8 +8,14 @@ of a content-free prompt subtracted: rk.Generator(calibrate=True)), computed
 from the same forward passes.
 The gold-evidence condition feeds the judged abstracts (qrels) as the context:
 an upper bound for retrieval. Majority-class figures are printed for reference.
+Optional rows: ``--generator-adapter FOLDER`` adds BM25 top-k with the generator
+trained by ``rankkit train generator``; ``--compress BUDGET`` adds BM25 top-k
+through a Compressor (LexRank + query similarity, BUDGET generator tokens) with
+the untrained model (and with the trained one when both are given). Every row
+reports the mean prompt tokens and the generator stage's seconds.
 
     PYTHONPATH=. python eval/rag_scifact.py [--limit N] [--threads 1] [--out eval/out/rag_scifact.json]
+        [--generator-adapter eval/out/generator/smollm2-scifact] [--compress 256]
 """
 
 from __future__ import annotations
@@ -53,7 +59,7 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2")
     ap.add_argument("--k", type=int, default=3, help="passages in the prompt")
     ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--limit", type=int, default=None, help="first N test claims only")
+    ap.add_argument("--limit", "--queries", type=int, default=None, help="first N test claims only")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--max-input-tokens", type=int, default=None,
                     help="context budget in tokens (default: the model's window)")
@@ -61,6 +67,10 @@ def main() -> None:
                     help="cut every abstract to this many tokens (default: whole abstracts)")
     ap.add_argument("--dtype", default="bfloat16",
                     help="weights dtype on CPU (bfloat16 is ~1.7x faster than float32 with avx512_bf16)")
+    ap.add_argument("--generator-adapter", default=None,
+                    help="adapter folder from `rankkit train generator`: adds a BM25 top-k row with it")
+    ap.add_argument("--compress", type=int, default=None, metavar="BUDGET",
+                    help="adds BM25 top-k rows through a Compressor keeping BUDGET tokens of the k passages")
     ap.add_argument("--out", default=str(ROOT / "eval" / "out" / "rag_scifact.json"))
     args = ap.parse_args()
 
@@ -86,8 +96,8 @@ def main() -> None:
     bm25 = rk.BM25.build(ds.corpus)
     index_s = time.perf_counter() - t0
 
-    def generator(k: int) -> rk.Generator:
-        return rk.Generator(args.model, corpus=ds.corpus, mode="classify", labels=SCIFACT_LABELS,
+    def generator(k: int, model: str | None = None) -> rk.Generator:
+        return rk.Generator(model or args.model, corpus=ds.corpus, mode="classify", labels=SCIFACT_LABELS,
                             k=k, batch_size=args.batch_size, max_input_tokens=args.max_input_tokens,
                             max_passage_tokens=args.max_passage_tokens, dtype=args.dtype)
 
@@ -96,6 +106,15 @@ def main() -> None:
         f"BM25 top-{args.k}": bm25 % 100 >> generator(args.k),
         "gold evidence": rk.RunStage(gold) >> generator(args.k),
     }
+    trained = None
+    if args.generator_adapter:
+        trained = generator(args.k, args.generator_adapter).load()   # merge the adapter outside the timings
+        conditions[f"BM25 top-{args.k} +trained generator"] = bm25 % 100 >> trained
+    if args.compress:
+        for tag, gen in (("", generator(args.k)), (" +trained generator", trained)):
+            if gen is not None:
+                comp = rk.Compressor(ds.corpus, budget=args.compress, k=args.k, tokenizer=gen)
+                conditions[f"BM25 top-{args.k} compressed to {args.compress}{tag}"] = bm25 % 100 >> comp >> gen
     rows = {}
     per_claim = []
     for name, pipe in conditions.items():
@@ -104,13 +123,20 @@ def main() -> None:
         wall = time.perf_counter() - t0
         gen = pipe.stages[-1]
         prior = gen.label_prior()
+        lengths = gen.backend.count_tokens([a.prompt or "" for a in result.answers.values()])
+        extra = {"prompt_tokens_mean": sum(lengths) / max(1, len(lengths)),
+                 "generator_s": sum(v for k, v in result.timings.items() if k.endswith(":generator"))}
+        comp = next((st for st in pipe.stages if isinstance(st, rk.Compressor)), None)
+        if comp is not None:
+            extra["compressor"] = comp.stats
         for variant, answers in (("", result.answers), (" +calibration", calibrated(result.answers, prior))):
             scores = rk.evaluate_rag(answers, verdicts=verdicts, qrels=qrels, labels=SCIFACT_LABELS)
             preds = Counter(a.label for a in answers.values())
-            rows[name + variant] = {**scores, "predicted": dict(preds), "generator": gen.stats,
+            rows[name + variant] = {**scores, **extra, "predicted": dict(preds), "generator": gen.stats,
                                     "timings": result.timings, "wall_s": wall}
             print(f"{name}{variant}: acc {scores['verdict_accuracy']:.3f} macro-F1 "
                   f"{scores['verdict_macro_f1']:.3f} context recall {scores['context_recall']:.3f} "
+                  f"prompt tokens {extra['prompt_tokens_mean']:.0f} generator {extra['generator_s']:.1f}s "
                   f"({wall:.0f}s) predicted {dict(preds)}", flush=True)
         rows[name]["label_prior"] = dict(zip(SCIFACT_LABELS, prior.tolist()))
         per_claim += [{"condition": name, "qid": q, "gold": verdicts.get(q), "label": a.label,
@@ -121,6 +147,7 @@ def main() -> None:
     report = {
         "model": args.model, "dtype": args.dtype, "claims": len(queries), "k": args.k,
         "threads": args.threads, "max_passage_tokens": args.max_passage_tokens,
+        "generator_adapter": args.generator_adapter, "compress": args.compress,
         "batch_size": args.batch_size, "gold_verdicts": dict(gold_counts),
         "majority_baseline": {"label": majority[0], "accuracy": majority[1] / len(verdicts),
                               "macro_f1": (2 * majority[1] / (majority[1] + len(verdicts))) / len(gold_counts)},
@@ -136,12 +163,12 @@ def main() -> None:
 
     print()
     print(format_table(
-        ["condition", "accuracy", "macro-F1", "context recall", "stage times (s)", "wall (s)"],
-        [[name, r["verdict_accuracy"], r["verdict_macro_f1"], r["context_recall"],
+        ["condition", "accuracy", "macro-F1", "context recall", "prompt tokens", "stage times (s)", "wall (s)"],
+        [[name, r["verdict_accuracy"], r["verdict_macro_f1"], r["context_recall"], f"{r['prompt_tokens_mean']:.0f}",
           ", ".join(f"{k.split(':', 1)[1]} {v:.1f}" for k, v in r["timings"].items()), f"{r['wall_s']:.1f}"]
          for name, r in rows.items()]
         + [[f"majority ({majority[0]})", report["majority_baseline"]["accuracy"],
-            report["majority_baseline"]["macro_f1"], "", "", ""]]))
+            report["majority_baseline"]["macro_f1"], "", "", "", ""]]))
     print(f"\nmodel load {load_s:.1f}s, BM25 index {index_s:.1f}s; wrote {args.out}")
 
 
