@@ -91,18 +91,28 @@ def execute(stage: Stage, queries: Queries, progress: bool = True,
     def chunked(i: int, st: Stage, run: Run | None) -> Result:
         rankings: dict[str, Any] = {}
         got: dict[str, Answer] = {}
+        extras: dict[str, Any] = {}     # per-query details (Compressor texts, reasoning) travel with each chunk
         with tqdm(total=len(qids), desc=f"[{i + 1}/{len(stages)}] {st.name}", unit="q",
                   disable=not progress) as bar:
             for start in range(0, len(qids), step):
                 chunk = qids[start:start + step]
-                out = st.transform(queries.subset(chunk), run.with_queries(chunk) if run is not None else None)
+                sub = run.with_queries(chunk) if run is not None else None
+                if sub is not None:
+                    sub.extras = {k: {q: v[q] for q in chunk if q in v} for k, v in run.extras.items()
+                                  if isinstance(v, dict)}
+                out = st.transform(queries.subset(chunk), sub)
                 r = out.run if isinstance(out, Result) else out
+                for k, v in r.extras.items():
+                    if isinstance(v, dict):
+                        extras.setdefault(k, {}).update(v)
                 if isinstance(out, Result) and out.answers is not None:
                     got.update(out.answers)
                 for q in chunk:
                     rankings[q] = r.arrays(q) if q in r else ((), ())
                 bar.update(len(chunk))
-        return Result(run=Run(rankings, name=st.name), answers=got or None)
+        merged = Run(rankings, name=st.name)
+        merged.extras = extras
+        return Result(run=merged, answers=got or None)
 
     quiet = [s for s in stages if getattr(s, "show_progress", None) is True]
     for s in quiet:  # the per-stage bars replace the stages' own

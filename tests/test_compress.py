@@ -24,7 +24,7 @@ class Echo(rk.Stage):
     name = "echo"
 
     def transform(self, queries, run):
-        self.seen = dict(run.extras["compressed"])
+        self.__dict__.setdefault("seen", {}).update(run.extras["compressed"])
         return run
 
 
@@ -103,3 +103,12 @@ def test_compressor_counts_with_generator_tokenizer(one_thread):
         for text in compressed.extras["compressed"][qid].values():
             assert text in ans.prompt                        # the prompt holds the compressed text
         assert CORPUS["d2"] not in ans.prompt                # not the whole abstract
+
+
+def test_compressed_texts_survive_rankkit_run_chunks():
+    from rankkit.runner import execute
+
+    comp, echo = rk.Compressor(CORPUS, budget=14), Echo()
+    whole = (rk.RunStage(RUN) >> comp)(QUERIES).run.extras["compressed"]
+    execute(rk.RunStage(RUN) >> comp >> echo, rk.Queries.coerce(QUERIES), progress=False, chunk_size=1)
+    assert echo.seen == whole
