@@ -91,6 +91,8 @@ def test_bad_input(trained, tmp_path):
     other = tiny_llm_dir(max_positions=256)                    # another base model
     with pytest.raises(rk.ConfigError, match="trained on base model"):
         rk.Generator(str(other), adapter=str(trained.folder))
+    with pytest.raises(rk.ConfigError, match="not a loaded model"):
+        rk.Generator(trained.model, tokenizer=trained.tokenizer, adapter=str(trained.folder))
     with pytest.raises(rk.ConfigError, match="transformers backend"):
         rk.Generator(str(trained.folder), backend="openai")
     with pytest.raises(rk.ConfigError, match="not 'full'"):

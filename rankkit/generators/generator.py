@@ -271,6 +271,8 @@ def adapter_folder(model: Any, adapter: str | os.PathLike | None) -> tuple[str |
     if adapter is not None:
         man = require_manifest(adapter, KIND_GENERATOR, what="generator adapter")
         base = str(man["base_model"])
+        if model is not None and not isinstance(model, (str, os.PathLike)):
+            raise ConfigError("adapter= goes with a model name or folder, not a loaded model")
         if model is not None and not _same_model(model, base):
             raise ConfigError(f"adapter {os.fspath(adapter)!r} was trained on base model {base!r}, "
                               f"not {os.fspath(model)!r}")
