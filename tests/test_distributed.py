@@ -1,6 +1,8 @@
-"""`rankkit train reranker` under `accelerate launch` (2 CPU processes, gloo) = its single-process equivalent.
+"""`rankkit train ...` under `accelerate launch` (2 CPU processes, gloo).
 
-The documented equivalence (README, "Training on several processes / GPUs"):
+Default suite: the reranker's 2-process adapter equals its single-process
+equivalent. Slow (``-m slow``): retriever and Rank-R1 launches write each
+folder once and print one result. The documented equivalence (README, "Training on several processes / GPUs"):
 N processes with ``batch_size: b`` train the model one process trains with
 ``batch_size: N*b``, or with ``batch_size: b`` and ``gradient_accumulation: N``
 (same seed, same data order; no dropout, whose masks are random per process).
