@@ -17,6 +17,23 @@ train_app = typer.Typer(help="Train models from a YAML recipe.", no_args_is_help
 app.add_typer(train_app, name="train")
 
 
+@train_app.callback()
+def _one_voice() -> None:
+    """Under ``accelerate launch`` / ``torchrun`` only the main process prints (every ``train`` command).
+
+    The other processes train alongside it but print no result and no warnings
+    (errors still reach stderr); the main process writes the folders.
+    """
+    from ..training.distributed import is_main_process
+
+    if is_main_process():
+        return
+    import logging
+
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the rest of this process
+    logging.getLogger("rankkit").setLevel(logging.ERROR)
+
+
 @contextlib.contextmanager
 def _trainer_output(out: Output) -> Iterator[None]:
     """Keep stdout for the result: the HF Trainer prints its log lines there.

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from .distributed import on_main
 
 KEYS = {"prompt", "base_model", "output_dir", "seed", "data", "max_passage_tokens", "lora", "sft", "grpo", "threads"}
 
@@ -85,7 +86,7 @@ def run_recipe(cfg: dict[str, Any], progress: bool = False, examples: list[Any] 
             steps = int(sft_cfg.pop("steps"))
             res = sft_warmup(base, examples, sft_dir, steps, mpt, sft_cfg, cfg.get("lora"), seed, progress,
                              prompt=style)
-            _write_log(sft_dir, res.log)
+            on_main(_write_log, sft_dir, res.log)
         summary["sft"] = {"folder": str(sft_dir), **_phase(sft_dir)}
         init = sft_dir
     grpo_cfg = dict(cfg.get("grpo") or {})
@@ -94,7 +95,7 @@ def run_recipe(cfg: dict[str, Any], progress: bool = False, examples: list[Any] 
             steps = int(grpo_cfg.pop("steps"))
             res = grpo_train(base, examples, grpo_dir, steps, init, mpt, grpo_cfg, cfg.get("lora"), seed, progress,
                              prompt=style)
-            _write_log(grpo_dir, res.log)
+            on_main(_write_log, grpo_dir, res.log)
         summary["grpo"] = {"folder": str(grpo_dir), **_phase(grpo_dir)}
         summary["grpo"]["reward_per_step"] = reward_per_step(summary["grpo"]["log"])
     return summary

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from .distributed import on_main
 from .rank_r1_data import RankR1Example, warmup_reasoning
 
 #: every GRPOConfig option this module relies on (overridable, all recorded)
@@ -132,7 +133,7 @@ def sft_warmup(base_model: str, examples: Sequence[RankR1Example], folder: str |
     secs = time.perf_counter() - t0
     log = [dict(r) for r in trainer.state.log_history]
     shutil.rmtree(args.output_dir, ignore_errors=True)      # the trainer's scratch folder (nothing saved there)
-    save_adapter(trainer.model, tok, out_dir, {
+    on_main(save_adapter, trainer.model, tok, out_dir, {
         "base_model": base_model, "phase": "sft", "steps": int(steps), "seconds": round(secs, 1),
         "examples": len(examples), "lora": lora_opts, "sft": opts, "seed": seed,
         "reranker": {"name": "rank-r1", "max_passage_tokens": max_passage_tokens, "prefill": True,
@@ -178,7 +179,7 @@ def grpo_train(base_model: str, examples: Sequence[RankR1Example], folder: str |
     secs = time.perf_counter() - t0
     log = [dict(r) for r in trainer.state.log_history]
     shutil.rmtree(args.output_dir, ignore_errors=True)      # the trainer's scratch folder (nothing saved there)
-    save_adapter(trainer.model, tok, out_dir, {
+    on_main(save_adapter, trainer.model, tok, out_dir, {
         "base_model": base_model, "phase": "grpo", "steps": int(steps), "seconds": round(secs, 1),
         "init_adapter": None if init_adapter is None else os.fspath(init_adapter), "examples": len(examples),
         "lora": lora_opts, "grpo": {**opts, "per_device_train_batch_size": per_device},

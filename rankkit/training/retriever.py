@@ -32,6 +32,7 @@ from typing import Any
 from ..errors import ConfigError, RankkitError
 from ..io import PathLike, atomic_dir
 from ..types import Dataset
+from .distributed import on_main
 from .retriever_config import LOSSES, NegativesOptions, RetrieverRecipe, RetrieverTrainOptions
 
 log = logging.getLogger(__name__)
@@ -233,8 +234,8 @@ def train_retriever(dataset: Dataset, output_dir: PathLike, base_model: str = "m
         info["negatives"]["teacher"] = getattr(teacher, "name", None) or type(teacher).__name__
     model.eval()
     model.max_seq_length = window
-    folder = save_retriever(model, output_dir, base_model, method, adapter_options, base_fingerprint,
-                            training=info)
+    folder = on_main(save_retriever, model, output_dir, base_model, method, adapter_options, base_fingerprint,
+                     training=info, default=Path(output_dir))  # one writer under several processes
     return RetrieverTrainResult(folder, method, int(out.global_step), seconds, trainable, total,
                                 len(examples), losses, mining, {"skipped": report.skipped})
 
@@ -308,8 +309,17 @@ def train_from_recipe(recipe: RetrieverRecipe, steps: int | None = None,
                                                    "split": data.get("split", "train"),
                                                    "train_queries": len(train_q),
                                                    "dev_qids": dev_q}})
-    if recipe.index:
-        dense = rk.DenseRetriever.build(ds.corpus, model=str(res.folder), index=recipe.index.get("type", "flat"),
-                                        show_progress=opts.show_progress, **(recipe.index.get("options") or {}))
-        res.index = dense.save(config_path(cfg, recipe.index["output_dir"]))
+    if recipe.index:     # encoded and written once, by the main process; the others wait for it
+        index_dir = config_path(cfg, recipe.index["output_dir"])
+        res.index = on_main(_build_index, ds.corpus, res.folder, recipe.index, opts.show_progress, index_dir,
+                            default=index_dir)
     return res
+
+
+def _build_index(corpus: Any, model: Path, index: dict[str, Any], show_progress: bool, out: Path) -> Path:
+    """Encode ``corpus`` with the trained retriever and save the index at ``out``."""
+    import rankkit as rk
+
+    dense = rk.DenseRetriever.build(corpus, model=str(model), index=index.get("type", "flat"),
+                                    show_progress=show_progress, **(index.get("options") or {}))
+    return dense.save(out)

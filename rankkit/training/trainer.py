@@ -11,7 +11,15 @@ Nothing here knows what is trained. The seams:
 - the data (``sources.py``, registry ``DATA_SOURCES``) is a list of examples
   the objective's ``collate`` understands (``data.Group`` for listwise).
 
-Checkpoints, resume, the scheduler and seeding are the ``Trainer``'s own.
+Checkpoints, resume, the scheduler and seeding are the ``Trainer``'s own, and so
+is data parallelism: under ``accelerate launch`` (or ``torchrun``) with N
+processes each step takes N x ``batch_size`` examples (each process
+``batch_size`` of them, consecutive slices of the one seeded order the
+single-process run reads), the gradients are averaged, and only the main
+process writes the model folder (``distributed.on_main``). So N processes with
+``batch_size: b`` train the same model as one process with ``batch_size: N*b``
+(or ``batch_size: b`` and ``gradient_accumulation: N``), up to float rounding
+and dropout masks.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from .distributed import on_main, world_size
 from .objectives import Objective
 
 log = logging.getLogger(__name__)
@@ -61,6 +70,10 @@ def _trainer_class() -> type:
             super().__init__(*args, **kwargs)
             self.objective = objective
             self.regularizer = regularizer
+            # the objective's loss is a mean over its batch and ignores ``num_items_in_batch``: the
+            # Trainer must divide it by the accumulation steps, so that ``gradient_accumulation: k``
+            # (and k processes) give the gradient of one batch k times larger
+            self.model_accepts_loss_kwargs = False
 
         def create_optimizer(self, model: Any = None) -> Any:
             """The Trainer's optimiser plus the objective's own parameter groups (DLA's propensities)."""
@@ -177,14 +190,14 @@ def train(groups: Sequence[Any], base_model: str, output_dir: str | os.PathLike,
     described = objective.describe()
     info = {"objective": described, "steps": int(out.global_step),
             "seconds": round(seconds, 1), "adapter_init_seconds": round(init_seconds, 1),
-            "trainable_parameters": trainable, "total_parameters": total,
+            "trainable_parameters": trainable, "total_parameters": total, "processes": world_size(),
             "train": {k: v for k, v in vars(opts).items()}, **(extra_manifest or {})}
     if "loss" in described["options"]:
         info = {"loss": described["options"]["loss"],
                 "loss_options": described["options"].get("loss_options") or {}, **info}
     model.eval()
-    folder = objective.save(model, tok, output_dir, base_model=base_model, method=method,
-                            options=adapter_options, max_length=max_length, extra={"training": info})
+    folder = on_main(objective.save, model, tok, output_dir, default=Path(output_dir), base_model=base_model,
+                     method=method, options=adapter_options, max_length=max_length, extra={"training": info})
     return TrainResult(folder, trainable, total, int(out.global_step), seconds, seconds / steps_run,
                        _peak_rss_mb(), losses[-1] if losses else None, objective.truncated,
                        objective.pairs, list(trainer.state.log_history))
