@@ -7,6 +7,8 @@ any method with a peft config and no data-dependent initialisation). The saved
 folder holds the adapter, the tokenizer and a ``rankkit.json`` manifest (kind
 ``generator-adapter``: base model and its weights' fingerprint, method,
 options, training summary) that :class:`rankkit.Generator` loads by folder.
+Under ``accelerate launch`` with several processes, trl shards the batches and
+only the main process writes the folder (the others wait at a barrier).
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ def train_generator(base_model: str | os.PathLike, examples: Sequence[GeneratorE
     from ..folders import model_fingerprint
     from .adapters import get_adapter
     from .causal_lm import cuda_available, private_causal_lm
+    from .distributed import on_main, world_size
     from .peft import add_adapter
 
     if not examples:
@@ -103,12 +106,12 @@ def train_generator(base_model: str | os.PathLike, examples: Sequence[GeneratorE
     if Path(base).exists():
         base = str(Path(base).resolve())
     trainer.model.eval()
-    save_generator(trainer.model, tok, out_dir, {
+    on_main(save_generator, trainer.model, tok, out_dir, {
         "base_model": base, "base_fingerprint": fingerprint, "method": method,
         "options": {**spec.defaults, **adapter_options}, "labels": list(labels),
         "training": {"steps": int(steps), "seconds": round(secs, 1), **data, "sft": opts, "seed": seed,
                      "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
-                     "completion_only_loss": True, "trl_version": _trl_version()}})
+                     "completion_only_loss": True, "processes": world_size(), "trl_version": _trl_version()}})
     return GeneratorTrainResult(out_dir, int(steps), secs, log, data, trainer.model, tok)
 
 
