@@ -41,6 +41,29 @@ def require_file(path: PathLike, what: str = "file") -> Path:
     return p
 
 
+def read_yaml_mapping(path: PathLike, what: str, keys: set[str] | None = None) -> tuple[Path, dict]:
+    """A YAML file whose top level is a mapping (recipes, configs): ``(path, mapping)``.
+
+    Invalid YAML, another top level, or (with ``keys``) an unknown top-level key is
+    a ConfigError naming the file.
+    """
+    import yaml
+
+    from .errors import ConfigError
+
+    p = require_file(path, what)
+    try:
+        cfg = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML ({e})") from e
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{p}: expected a mapping at the top level")
+    unknown = sorted(set(cfg) - keys) if keys is not None else []
+    if unknown:
+        raise ConfigError(f"{p}: unknown key(s) {unknown} (known: {sorted(keys or ())})")
+    return p, cfg
+
+
 # ------------------------------------------------------------------------ reading
 _READ_ERRORS = (UnicodeDecodeError, EOFError, gzip.BadGzipFile, zlib.error)
 

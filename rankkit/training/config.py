@@ -19,7 +19,7 @@ import os
 from typing import Any
 
 from ..errors import ConfigError
-from ..io import require_file
+from ..io import read_yaml_mapping
 from .sources import DATA_SOURCES, check_source, config_path
 
 log = logging.getLogger(__name__)
@@ -29,15 +29,7 @@ TOP_KEYS = {"base_model", "output_dir", "checkpoint_dir", "max_length", "adapter
 
 
 def load_config(path: str | os.PathLike) -> dict[str, Any]:
-    import yaml
-
-    p = require_file(path, "training config")
-    try:
-        cfg = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML ({e})") from e
-    if not isinstance(cfg, dict):
-        raise ConfigError(f"{p}: expected a mapping at the top level")
+    p, cfg = read_yaml_mapping(path, "training config")
     cfg["_dir"] = str(p.resolve().parent)
     validate(cfg, str(p))
     return cfg

@@ -18,20 +18,9 @@ DATA_KEYS = {"path", "split", "claims", "queries", "k", "tasks", "depth"}
 
 def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
     """The YAML recipe, paths resolved against its folder, unknown keys refused."""
-    import yaml
+    from ..io import read_yaml_mapping
 
-    from ..io import require_file
-
-    p = require_file(path, "generator recipe")
-    try:
-        cfg = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML ({e})") from e
-    if not isinstance(cfg, dict):
-        raise ConfigError(f"{p}: expected a mapping at the top level")
-    unknown = sorted(set(cfg) - KEYS)
-    if unknown:
-        raise ConfigError(f"{p}: unknown key(s) {unknown} (known: {sorted(KEYS)})")
+    p, cfg = read_yaml_mapping(path, "generator recipe", KEYS)
     data = cfg.get("data")
     if not isinstance(data, dict) or "path" not in data:
         raise ConfigError(f"{p}: data: {{path: BEIR folder with claims.jsonl, ...}} is required")

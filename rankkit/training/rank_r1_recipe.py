@@ -22,20 +22,9 @@ KEYS = {"prompt", "base_model", "output_dir", "seed", "data", "max_passage_token
 
 def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
     """The YAML recipe, paths resolved against its folder, unknown keys refused."""
-    import yaml
+    from ..io import read_yaml_mapping
 
-    from ..io import require_file
-
-    p = require_file(path, "Rank-R1 recipe")
-    try:
-        cfg = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML ({e})") from e
-    if not isinstance(cfg, dict):
-        raise ConfigError(f"{p}: expected a mapping at the top level")
-    unknown = sorted(set(cfg) - KEYS)
-    if unknown:
-        raise ConfigError(f"{p}: unknown key(s) {unknown} (known: {sorted(KEYS)})")
+    p, cfg = read_yaml_mapping(path, "Rank-R1 recipe", KEYS)
     if not isinstance(cfg.get("data"), dict) or "path" not in cfg["data"]:
         raise ConfigError(f"{p}: data: {{path: BEIR folder, ...}} is required")
     here = p.resolve().parent

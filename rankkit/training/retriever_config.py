@@ -194,13 +194,7 @@ def _index_block(index: Any, where: str) -> dict[str, Any] | None:
 
 def load_recipe(path: str | os.PathLike) -> RetrieverRecipe:
     """Read and validate a retriever-training YAML file."""
-    import yaml
+    from ..io import read_yaml_mapping
 
-    from ..io import require_file
-
-    p = require_file(path, "training config")
-    try:
-        cfg = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML ({e})") from e
+    p, cfg = read_yaml_mapping(path, "training config")
     return parse_recipe(cfg, str(p), str(p.resolve().parent))
