@@ -10,10 +10,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
-from conftest import rankkit  # noqa: E402
 from tiny_models import build_tiny_bert  # noqa: E402
 
 from rankkit.errors import ConfigError  # noqa: E402
+
+from conftest import rankkit  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
