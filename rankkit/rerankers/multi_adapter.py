@@ -89,6 +89,7 @@ def load_adapters(base: str | os.PathLike | None, folders: Mapping[str, str | os
         require_manifest,
     )
     from ..io import require_file
+    from ..models import NAMED_MODELS, resolve_model
 
     if not folders:
         raise ConfigError("adapters= needs at least one name -> adapter folder")
@@ -96,6 +97,8 @@ def load_adapters(base: str | os.PathLike | None, folders: Mapping[str, str | os
     paths: dict[str, Path] = {}
     for name, folder in folders.items():
         _check_name(name)
+        if str(folder) in NAMED_MODELS:             # e.g. "minilm-scifact"
+            folder = resolve_model(str(folder)).path or folder
         path = require_file(folder, f"adapter folder of {name!r}")
         manifest = require_manifest(path, (KIND_ADAPTER, KIND_MODEL), what="reranker folder")
         if manifest["kind"] != KIND_ADAPTER:
