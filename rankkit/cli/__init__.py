@@ -39,6 +39,7 @@ COMMAND_MODULES = [
     "rankkit.cli.rerank",
     "rankkit.cli.run",
     "rankkit.cli.clicks",
+    "rankkit.cli.adapt",
 ]
 
 
