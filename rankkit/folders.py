@@ -270,7 +270,7 @@ def _check_method(folder: Path, method: Any) -> None:
 def merge(folder: PathLike, out: PathLike) -> Path:
     """Fold an adapter into its base and save a plain HF sequence-classification folder."""
     model, tok, manifest = load_reranker(folder, merged=True)
-    extra = {k: v for k, v in manifest.items() if k not in (*RERANKER_KEYS, "model_fingerprint")}
+    extra = {k: v for k, v in manifest.items() if k not in (*RERANKER_KEYS, "model_fingerprint", "base_fingerprint")}
     return save_reranker(model, tok, out, base_model=manifest["base_model"], method="full",
                          options=None, max_length=manifest.get("max_length"),
                          extra={**extra, "merged_from": manifest.get("method"),
