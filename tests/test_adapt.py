@@ -32,6 +32,9 @@ def test_clean_query_drops_empty_and_copies():
     assert clean_query("  \n ... ", doc)[1] == "empty"
     assert clean_query(doc, doc)[1] == "copies the document"
     assert clean_query("the rate of first heart attacks in adults", doc)[1] == "copies the document"
+    # an echo of the document's opening, cut off mid-word by the token limit, is still a copy
+    assert clean_query("aspirin taken daily lowered the rate of first heart att", doc)[1] == "copies the document"
+    assert clean_query("does daily aspirin prevent first heart attacks in adults", doc)[1] is None
 
 
 def test_selection_clusters_in_proportion_or_uses_a_small_corpus_whole():

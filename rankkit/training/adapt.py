@@ -52,6 +52,7 @@ class AdaptOptions:
     n_docs: int = 200              # documents to write queries for
     clusters: int = 20             # k-means clusters of the document embeddings
     embedder: str = "minilm"       # bi-encoder for the clustering
+    cluster_sample: int | None = 5000   # documents embedded for clustering (a seeded sample when more)
     llm: str = "smollm2"           # any HF causal LM (name, folder, GGUF)
     max_new_tokens: int = 32
     doc_chars: int = 800           # document text shown to the LLM
@@ -83,6 +84,10 @@ def select_documents(docids: list[str], texts: list[str], opts: AdaptOptions) ->
     import faiss
 
     from ..retrievers.encoder import SentenceEncoder
+
+    if opts.cluster_sample and n > opts.cluster_sample:      # embedding a large corpus is the slow part on CPU
+        keep = np.sort(np.random.default_rng(opts.seed).choice(n, size=opts.cluster_sample, replace=False))
+        docids, texts, n = [docids[i] for i in keep], [texts[i] for i in keep], int(opts.cluster_sample)
 
     enc = SentenceEncoder(opts.embedder, show_progress=opts.show_progress)
     emb, _ = enc.encode_documents(texts)
@@ -124,9 +129,20 @@ def clean_query(text: str, doc: str) -> tuple[str, str | None]:
     if not words:
         return line, "empty"
     doc_words = _words(doc)
-    if words == doc_words or (len(words) >= 6 and " ".join(words) in " ".join(doc_words)):
+    if words == doc_words or (len(words) >= 6 and _copied_share(words, doc_words) >= COPY_SHARE):
         return line, "copies the document"
     return line, None
+
+
+#: a query of 6+ words whose word 4-grams occur in the document at least this often is a copy
+COPY_SHARE = 0.6
+
+
+def _copied_share(words: list[str], doc_words: list[str], n: int = 4) -> float:
+    """Share of the query's word n-grams that occur verbatim in the document (small LLMs echo titles)."""
+    grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+    doc = {tuple(doc_words[i:i + n]) for i in range(len(doc_words) - n + 1)}
+    return sum(g in doc for g in grams) / max(1, len(grams))
 
 
 def adapt(corpus: Any, reranker: str, out: str | Path, options: AdaptOptions | None = None,
