@@ -146,7 +146,12 @@ def load_base(model: str | os.PathLike, num_labels: int = 1) -> tuple[Any, Any, 
 
     quiet_transformers()
     ref = resolve_model(model)
-    if ref.path is not None and ref.path.is_dir() and (read_manifest(ref.path) or {}).get("kind") == KIND_ADAPTER:
+    previous = read_manifest(ref.path) if ref.path is not None and ref.path.is_dir() else None
+    if previous is not None and previous.get("kind") in (KIND_ADAPTER, KIND_MODEL) and \
+            int(previous.get("num_labels", 1)) != int(num_labels):
+        raise ConfigError(f"{ref.path} has a head of {previous.get('num_labels')} labels, but {num_labels} "
+                          f"are wanted: a model trained on from it must keep its head")
+    if previous is not None and previous.get("kind") == KIND_ADAPTER:
         # training on from a rankkit adapter folder (continual training): its merged weights
         net, tok, _ = load_reranker(ref.path, merged=True)
         return net, tok, set()

@@ -78,6 +78,10 @@ def test_osf_update_is_orthogonal_to_the_preserved_subspace(base, tmp_path):
     assert max(proj2) < 1e-4 and min(float(torch.linalg.norm(after2[n] - after[n])) for n in names) > 1e-4
     head = "classifier.weight"
     assert not torch.equal(after2[head], after[head])
+    from rankkit.folders import load_base
+
+    with pytest.raises(ConfigError, match="head of 1 labels"):     # a domain sequence disagreeing on the head
+        load_base(first.folder, num_labels=2)
 
 
 def test_save_load_identical_scores(base, tmp_path):
@@ -122,3 +126,17 @@ def test_bad_preserved_rank(base, rank):
     net, _, new = load_base(base)
     with pytest.raises(ConfigError, match="effective_rank"):
         add_adapter(net, "osf", {"effective_rank": rank}, new)
+
+
+def test_recipe_trains_on_from_a_previous_folder_named_relative_to_it(base, tmp_path):
+    from rankkit.training.config import run_config
+
+    first = _train(base, tmp_path / "d1")
+    (tmp_path / "t.tsv").write_text("".join(f"what is {w}\t{w} is a letter\tcats {w}\n" for w in "abcdef"))
+    cfg = {"_dir": str(tmp_path), "base_model": "d1", "output_dir": "d2", "max_length": 32,
+           "adapter": {"method": "osf", "options": {"effective_rank": RANK}},
+           "data": [{"source": "triples", "path": "t.tsv"}],
+           "train": {"steps": 2, "batch_size": 2, "group_size": 2, "threads": 1, "lr": 5e-3}}
+    res = run_config(cfg)
+    manifest = json.loads((res.folder / "rankkit.json").read_text())
+    assert manifest["base_model"] == str(first.folder) and manifest["method"] == "osf"
