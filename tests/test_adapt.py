@@ -61,3 +61,17 @@ def test_adapt_end_to_end(tmp_path):
     assert manifest["training"]["adapt"]["counts"] == report["counts"]
     scores = rk.CrossEncoder(tmp_path / "adapter", show_progress=False).predict(["wing lift"], ["wing drag"])
     assert np.isfinite(scores).all()
+
+
+@pytest.mark.slow
+def test_cli_adapt(tmp_path):
+    from conftest import rankkit
+
+    reranker = build_tiny_bert(tmp_path / "reranker", head=True)
+    (tmp_path / "docs.tsv").write_text("".join(f"{d}\t{t}\n" for d, t in _corpus(12).items()))
+    proc = rankkit("adapt", "--corpus", tmp_path / "docs.tsv", "--out", tmp_path / "ad", "--reranker", reranker,
+                   "--llm", tiny_llm_dir(), "--docs", 20, "--clusters", 2, "--steps", 1, "--agree-rank", 0,
+                   "--json")
+    report = json.loads(proc.stdout)
+    assert report["generated"] == 12 and report["selection"]["clustered"] is False   # fewer than --docs: all
+    assert (tmp_path / "ad" / "rankkit.json").exists() and (tmp_path / "ad.queries.jsonl").exists()

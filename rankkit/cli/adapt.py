@@ -35,6 +35,9 @@ def adapt(
 
     opts = AdaptOptions(n_docs=docs, clusters=clusters, llm=llm, agree_rank=agree_rank or None, steps=steps,
                         seed=seed, threads=threads, show_progress=ui.progress)
-    report = run_adapt(read_corpus(corpus), reranker, out, opts, queries_file=queries_file)
+    from .train import _trainer_output
+
+    with _trainer_output(ui):       # the HF Trainer logs to stdout: keep it for the result
+        report = run_adapt(read_corpus(corpus), reranker, out, opts, queries_file=queries_file)
     ui.result(f"adapted {reranker} on {report['pairs']} generated pairs ({report['counts']}) in "
               f"{report['seconds']} s ({report['llm_calls']} LLM calls) -> {out}", report)

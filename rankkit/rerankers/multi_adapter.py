@@ -14,6 +14,8 @@ the fingerprint of their base weights (``base_fingerprint`` in
 Adapters that disagree on the head (number of labels) or on the adapter type
 are refused too. ``rk.CrossEncoder(base, adapters={...}, adapter=name)`` uses
 this module; ``CrossEncoder.use(name)`` gives a reranker bound to another adapter.
+The active adapter is state of the shared model, switched at the start of
+every ``predict``: score with one adapter at a time (not from several threads).
 """
 
 from __future__ import annotations
@@ -132,7 +134,7 @@ def load_adapters(base: str | os.PathLike | None, folders: Mapping[str, str | os
     except (ValueError, TypeError, KeyError) as e:
         raise ConfigError(f"cannot load these adapters onto one model ({type(e).__name__}: "
                           f"{str(e).splitlines()[0][:200]}); adapters of different types cannot share it") from e
-    model.set_adapter(names[0])
+    model.set_adapter(names[0], inference_mode=True)
     model.eval()
     return AdapterSet(model, tok, manifests, str(base))
 
@@ -142,7 +144,7 @@ def activate(model: Any, name: str) -> None:
     if name not in getattr(model, "peft_config", {}):
         raise ConfigError(f"no adapter named {name!r} is loaded (loaded: {', '.join(model.peft_config)})")
     if model.active_adapter != name:
-        model.set_adapter(name)
+        model.set_adapter(name, inference_mode=True)     # stays frozen
         model.eval()
 
 
