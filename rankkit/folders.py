@@ -92,9 +92,13 @@ def model_fingerprint(model: Any, header: str = "") -> str:
     Cheap (a few values per tensor), yet it tells two fine-tunes of one base
     apart, so an index is never searched with another model's vectors.
     """
+    return _hash_tensors(model.state_dict().items(), header)
+
+
+def _hash_tensors(items: Iterable[tuple[str, Any]], header: str = "") -> str:
     h = hashlib.sha256()
     h.update(header.encode())
-    for name, p in model.state_dict().items():
+    for name, p in items:
         flat = p.detach().reshape(-1)
         h.update(name.encode())
         h.update(str(tuple(p.shape)).encode())
@@ -103,12 +107,36 @@ def model_fingerprint(model: Any, header: str = "") -> str:
     return h.hexdigest()[:16]
 
 
+#: top-level modules that are scoring heads (trained per adapter, so never part of the base)
+HEAD_MODULES = ("classifier", "score", "classification_head", "logits_proj")
+
+
+def base_fingerprint(model: Any, skip: Iterable[str] = ()) -> str:
+    """:func:`model_fingerprint` of the base weights only: the same for a plain base model and
+    for that base under any peft adapter (adapter weights, heads and ``skip`` modules left out).
+
+    Saved in adapter folders (``"base_fingerprint"``) so an adapter is never put on
+    another base model (``rankkit.rerankers.multi_adapter``).
+    """
+    net = model.get_base_model() if hasattr(model, "get_base_model") else model
+    adapters = set(getattr(model, "peft_config", None) or ())
+    drop = set(HEAD_MODULES) | {s.split(".")[0] for s in skip}
+    items = []
+    for name, p in net.state_dict().items():
+        parts = name.split(".")
+        if parts[0] in drop or adapters.intersection(parts):
+            continue
+        items.append((".".join(x for x in parts if x != "base_layer"), p))
+    return _hash_tensors(sorted(items, key=lambda kv: kv[0]), "base")
+
+
 # ------------------------------------------------------------------------ rerankers
 def load_base(model: str | os.PathLike, num_labels: int = 1) -> tuple[Any, Any, set[str]]:
     """Load ``model`` as a sequence classifier; return (model, tokenizer, newly initialised modules).
 
     ``model`` is a named default ("minilm"), a folder or an HF id (resolved
-    offline). The third value names the modules whose weights were missing
+    offline); a rankkit adapter folder loads merged, so a model trains on from
+    a previous one (continual training). The third value names the modules whose weights were missing
     from the checkpoint (the random head that must be trained and saved).
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -118,6 +146,15 @@ def load_base(model: str | os.PathLike, num_labels: int = 1) -> tuple[Any, Any, 
 
     quiet_transformers()
     ref = resolve_model(model)
+    previous = read_manifest(ref.path) if ref.path is not None and ref.path.is_dir() else None
+    if previous is not None and previous.get("kind") in (KIND_ADAPTER, KIND_MODEL) and \
+            int(previous.get("num_labels", 1)) != int(num_labels):
+        raise ConfigError(f"{ref.path} has a head of {previous.get('num_labels')} labels, but {num_labels} "
+                          f"are wanted: a model trained on from it must keep its head")
+    if previous is not None and previous.get("kind") == KIND_ADAPTER:
+        # training on from a rankkit adapter folder (continual training): its merged weights
+        net, tok, _ = load_reranker(ref.path, merged=True)
+        return net, tok, set()
     try:
         net, info = AutoModelForSequenceClassification.from_pretrained(
             ref.location, num_labels=num_labels, output_loading_info=True)
@@ -136,8 +173,10 @@ def save_reranker(model: Any, tokenizer: Any, folder: PathLike, base_model: str,
                   options: dict[str, Any] | None = None, max_length: int | None = None,
                   extra: dict[str, Any] | None = None) -> Path:
     """Write a reranker folder atomically: a peft adapter, or a plain HF model for anything else."""
+    # a method that saves a merged full model (OSF) says so with ``rankkit_kind``
+    adapter = hasattr(model, "peft_config") and getattr(model, "rankkit_kind", KIND_ADAPTER) == KIND_ADAPTER
     manifest: dict[str, Any] = {
-        "kind": KIND_ADAPTER if hasattr(model, "peft_config") else KIND_MODEL,
+        "kind": KIND_ADAPTER if adapter else KIND_MODEL,
         "base_model": str(base_model),
         "method": method,
         "options": dict(options or {}),
@@ -146,6 +185,9 @@ def save_reranker(model: Any, tokenizer: Any, folder: PathLike, base_model: str,
         "model_fingerprint": model_fingerprint(model),
         **(extra or {}),
     }
+    if adapter:
+        manifest["base_fingerprint"] = base_fingerprint(model, getattr(
+            model.peft_config.get("default"), "modules_to_save", None) or ())
     # an adapter method may save differently (PiSSA / OLoRA / LoRA-GA: converted to plain LoRA)
     save = getattr(model, "rankkit_save_pretrained", None) or model.save_pretrained
     with atomic_dir(folder) as tmp:
@@ -233,7 +275,7 @@ def _check_method(folder: Path, method: Any) -> None:
 def merge(folder: PathLike, out: PathLike) -> Path:
     """Fold an adapter into its base and save a plain HF sequence-classification folder."""
     model, tok, manifest = load_reranker(folder, merged=True)
-    extra = {k: v for k, v in manifest.items() if k not in (*RERANKER_KEYS, "model_fingerprint")}
+    extra = {k: v for k, v in manifest.items() if k not in (*RERANKER_KEYS, "model_fingerprint", "base_fingerprint")}
     return save_reranker(model, tok, out, base_model=manifest["base_model"], method="full",
                          options=None, max_length=manifest.get("max_length"),
                          extra={**extra, "merged_from": manifest.get("method"),

@@ -40,6 +40,7 @@ COMMAND_MODULES = [
     "rankkit.cli.rerank",
     "rankkit.cli.run",
     "rankkit.cli.clicks",
+    "rankkit.cli.adapt",
 ]
 
 

@@ -3,6 +3,8 @@
 The reranker is resolved by name through ``rankkit.rerankers.registry``
 (``cross-encoder`` by default, any registered name, or ``package.module:Class``);
 ``-o key=value`` passes further options to its constructor.
+``--model BASE --adapter-folder a=DIR --adapter-folder b=DIR --adapter a`` loads
+several adapters onto one base (``rerankers/multi_adapter.py``) and scores with one.
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ def rerank(
     dtype: str = typer.Option(None, help="float32 (default), bfloat16 or float16"),
     option: list[str] = option_option("key=value passed to the reranker (value read as YAML); repeatable"),
     tag: str = typer.Option("rerank", help="run tag (6th column)"),
+    adapter: str = typer.Option(None, help="score with this adapter of the --adapter-folder ones "
+                                           "(default: the first)"),
+    adapter_folder: list[str] = typer.Option(None, "--adapter-folder", help="name=dir: a rankkit adapter folder "
+                                             "loaded onto --model (the base); repeatable"),
     *,
     ui: Output,
 ) -> None:
@@ -47,6 +53,7 @@ def rerank(
 
     weight = _weight(interpolate)  # checked before any model loads, so a typo costs nothing
     options = parse_options(option, "--option")
+    options.update(_adapters(adapter, adapter_folder))
     for key, value in (("max_length", max_length), ("batch_size", batch_size), ("dtype", dtype)):
         if value is not None:
             options[key] = value
@@ -73,6 +80,24 @@ def rerank(
     extra = f"; {summary['truncated_pairs']} documents truncated" if "truncated_pairs" in summary else ""
     ui.result(f"reranked {summary['pairs']} pairs of {summary['queries']} queries with {reranker} in "
               f"{summary['seconds']} s ({summary['pairs_per_second']} pairs/s{extra}) -> {out}", summary)
+
+
+def _adapters(adapter: str | None, folders: list[str] | None) -> dict[str, Any]:
+    """``--adapter-folder name=dir`` (repeatable) and ``--adapter NAME`` as CrossEncoder options."""
+    if not folders:
+        if adapter is not None:
+            raise typer.BadParameter("--adapter names one of the --adapter-folder name=dir adapters")
+        return {}
+    found: dict[str, str] = {}
+    for item in folders:
+        name, sep, folder = item.partition("=")
+        if not sep or not name.strip() or not folder.strip():
+            raise typer.BadParameter(f"--adapter-folder takes name=dir, got {item!r}")
+        found[name.strip()] = folder.strip()
+    if adapter is not None and adapter not in found:
+        raise typer.BadParameter(f"--adapter {adapter!r} is not one of the --adapter-folder names "
+                                 f"({', '.join(found)})")
+    return {"adapters": found, **({"adapter": adapter} if adapter is not None else {})}
 
 
 def _weight(text: str | None) -> float | str | None:

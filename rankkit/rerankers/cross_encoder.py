@@ -97,6 +97,10 @@ class CrossEncoder(Reranker):
     scores agree to float noise, throughput rises ~1.09x more on CPU, and the
     first call pays a one-off compilation (~30 s on 2 cores), so it suits long
     runs (see eval/RESULTS.md).
+    ``adapters={"name": folder, ...}`` loads several rankkit adapter folders onto
+    one copy of the base ``model`` (default: the adapters' own base) and scores
+    with ``adapter`` (default: the first); ``use(name)`` returns a reranker bound
+    to another adapter that shares the loaded model (``multi_adapter.py``).
     ``interpolate=w`` returns ``(1-w)*z(first stage) + w*z(cross-encoder)`` per
     query instead of the raw cross-encoder scores (see ``Reranker.interpolated``);
     ``interpolate="auto"`` takes the weight tuned for the model and stored in
@@ -109,7 +113,8 @@ class CrossEncoder(Reranker):
                  max_length: int | None = None, batch_size: int = 32, dtype: str | None = None,
                  device: str | None = None, label: int | None = None, show_progress: bool = True,
                  cls_only: bool = True, chunk_size: int = 8192, compile: bool = False,
-                 interpolate: float | str | None = None):
+                 interpolate: float | str | None = None,
+                 adapters: Mapping[str, str | os.PathLike] | None = None, adapter: str | None = None):
         import torch
 
         if batch_size < 1:
@@ -118,7 +123,21 @@ class CrossEncoder(Reranker):
             raise ConfigError(f"chunk_size must be >= 1, got {chunk_size}")
         self.model_name = str(model)
         self.corpus = _text_source(corpus)
-        self.model, self.tokenizer, self.manifest = load_cross_encoder(model)
+        self.adapter: str | None = None
+        self.adapter_manifests: dict[str, dict[str, Any]] = {}
+        if adapters:
+            from .multi_adapter import load_adapters
+
+            loaded = load_adapters(None if str(model) == DEFAULT_MODEL else model, adapters)
+            self.model, self.tokenizer = loaded.model, loaded.tokenizer
+            self.adapter_manifests = loaded.manifests
+            self.adapter = adapter if adapter is not None else loaded.names[0]
+            self.manifest = self.adapter_manifests.get(self.adapter, {})
+            self.model_name = f"{loaded.base}+{self.adapter}"
+        elif adapter is not None:
+            raise ConfigError("adapter= chooses one of the adapters= folders; pass adapters={name: folder}")
+        else:
+            self.model, self.tokenizer, self.manifest = load_cross_encoder(model)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.dtype = _low_precision(dtype)
         self.model.to(self.device)
@@ -127,6 +146,11 @@ class CrossEncoder(Reranker):
         limit = min(int(getattr(self.model.config, "max_position_embeddings", 512) or 512), 512)
         if getattr(self.model.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
             limit -= 2
+        self._limit, self._max_length_arg, self._interpolate_arg = limit, max_length, interpolate
+        if self.adapter is not None:
+            from .multi_adapter import activate
+
+            activate(self.model, self.adapter)
         self.max_length = int(max_length or self.manifest.get("max_length") or limit)
         if self.max_length > limit:
             raise ConfigError(f"max_length {self.max_length} exceeds the model's window of {limit} tokens")
@@ -144,6 +168,28 @@ class CrossEncoder(Reranker):
         self.stats = {"pairs": 0, "truncated": 0, "empty": 0, "query_truncated": 0}
         self._fingerprint: str | None = None
 
+    def use(self, adapter: str) -> CrossEncoder:
+        """A reranker that scores with loaded adapter ``adapter``, sharing this one's model (no copy)."""
+        import copy
+
+        from .multi_adapter import activate
+
+        if not self.adapter_manifests:
+            raise ConfigError("use() picks one of the adapters loaded with adapters={name: folder}")
+        if adapter not in self.adapter_manifests:
+            raise ConfigError(f"no adapter named {adapter!r} is loaded (loaded: {', '.join(self.adapter_manifests)})")
+        view = copy.copy(self)
+        view.adapter, view.manifest = adapter, self.adapter_manifests[adapter]
+        view.model_name = f"{self.model_name.rsplit('+', 1)[0]}+{adapter}"
+        view.max_length = int(self._max_length_arg or view.manifest.get("max_length") or self._limit)
+        if view.max_length > self._limit:
+            raise ConfigError(f"max_length {view.max_length} exceeds the model's window of {self._limit} tokens")
+        view.interpolate = view.resolve_interpolation(self._interpolate_arg)
+        view.stats = {k: 0 for k in self.stats}
+        view._fingerprint = None
+        activate(self.model, adapter)
+        return view
+
     def tuned_interpolation(self) -> float | None:
         """``interpolate="auto"``: the weight tuned for this model and saved in its rankkit.json, if any."""
         return self.manifest.get("interpolate")
@@ -153,7 +199,8 @@ class CrossEncoder(Reranker):
         from ..folders import model_fingerprint
 
         if self._fingerprint is None:
-            self._fingerprint = model_fingerprint(self.model, header=f"ce|{self.max_length}|{self.label}")
+            extra = f"|{self.adapter}" if self.adapter is not None else ""
+            self._fingerprint = model_fingerprint(self.model, header=f"ce|{self.max_length}|{self.label}{extra}")
         return self._fingerprint
 
     # ------------------------------------------------------------------ Stage API
@@ -169,12 +216,22 @@ class CrossEncoder(Reranker):
         qs = [query_texts[i] for i in np.asarray(qidx).tolist()]
         return self.predict(qs, docs)
 
-    def predict(self, queries: Sequence[str], docs: Sequence[str]) -> np.ndarray:
-        """Score aligned (query, document) texts; returns float32 raw relevance logits."""
+    def predict(self, queries: Sequence[str], docs: Sequence[str], adapter: str | None = None) -> np.ndarray:
+        """Score aligned (query, document) texts; returns float32 raw relevance logits.
+
+        ``adapter`` scores with another loaded adapter for this call (see ``use``).
+        """
         import torch
         from tqdm.auto import tqdm
 
         from .heads import relevance_logit
+
+        if adapter is not None and adapter != self.adapter:
+            return self.use(adapter).predict(queries, docs)
+        if self.adapter is not None:
+            from .multi_adapter import activate
+
+            activate(self.model, self.adapter)
 
         if len(queries) != len(docs):
             raise RankkitError(f"{len(queries)} queries but {len(docs)} documents")
@@ -281,6 +338,8 @@ class CrossEncoder(Reranker):
             p["dtype"] = dtype_name(self.dtype)
         if self.compile:
             p["compile"] = True
+        if self.adapter is not None:
+            p["adapter"] = self.adapter
         if self.interpolate is not None:
             p["interpolate"] = self.interpolate
         return p

@@ -239,7 +239,7 @@ def _latent(initialize: Callable[..., Any], doc: str, extra: tuple[str, ...] = (
 
 
 def _builtin() -> dict[str, AdapterMethod]:
-    from . import lora_sb
+    from . import lora_sb, osf
 
     return {
         "lora": _lora({}, "low-rank update B A, B = 0 at start"),
@@ -268,6 +268,9 @@ def _builtin() -> dict[str, AdapterMethod]:
                            "LoRA-XS started from the truncated SVD of the estimated first full update (LoRA-SB)",
                            extra=("init_batches", "init_lr", "estimate")),
         "ia3": AdapterMethod("IA3Config", {}, "learned rescaling of activations"),
+        "osf": AdapterMethod("OSFConfig", {}, "full-rank update orthogonal to each weight's top singular "
+                             "directions (OSF, continual training); saved merged", prepare=osf.prepare,
+                             initialize=osf.initialize, callbacks=osf.callbacks, fixed=osf.FIXED),
         FULL: AdapterMethod(None, {}, "every weight trained (no adapter)"),
     }
 

@@ -134,7 +134,10 @@ def run_config(cfg: dict[str, Any], overrides: dict[str, Any] | None = None) -> 
     random.Random(opts.seed).shuffle(groups)
     out = config_path(cfg, cfg["output_dir"])
     ckpt = config_path(cfg, cfg["checkpoint_dir"]) if cfg.get("checkpoint_dir") else None
-    return train(groups, str(cfg["base_model"]), out, method=method, adapter_options=adapter_options,
+    base = str(cfg["base_model"])    # a previous model folder (continual training) is relative to the config too
+    if config_path(cfg, base).is_dir() and not os.path.isabs(os.path.expanduser(base)):
+        base = str(config_path(cfg, base))
+    return train(groups, base, out, method=method, adapter_options=adapter_options,
                  loss=lname, loss_options=lopts, max_length=int(cfg.get("max_length", 256)),
                  options=opts, checkpoint_dir=ckpt, extra_manifest={"data": summary},
                  objective=oname, objective_options=oopts)
