@@ -262,7 +262,7 @@ def load_reranker(folder: PathLike, merged: bool = False) -> tuple[Any, Any, dic
 #: adapter methods whose folders this version loads: the training registry's built-in names
 #: (kept here so inference needs no import of ``rankkit.training``, which adds registered ones)
 ADAPTER_METHODS: set[str] = {"lora", "dora", "pissa", "olora", "lora_ga", "eva", "adalora", "vera", "randlora",
-                             "tinylora", "lora_xs", "lora_sb", "ia3", "full"}
+                             "tinylora", "lora_xs", "lora_sb", "ia3", "osf", "full"}
 
 
 def _check_method(folder: Path, method: Any) -> None:
