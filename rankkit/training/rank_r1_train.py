@@ -42,6 +42,15 @@ LORA_DEFAULTS: dict[str, Any] = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.0,
                                  "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}
 
 
+def _run_trainer(trainer: Any) -> tuple[float, list[dict[str, Any]]]:
+    """Train; return (seconds, trl's per-step log) and remove the trainer's scratch folder (nothing is saved there)."""
+    t0 = time.perf_counter()
+    trainer.train()
+    secs = time.perf_counter() - t0
+    shutil.rmtree(trainer.args.output_dir, ignore_errors=True)
+    return secs, [dict(r) for r in trainer.state.log_history]
+
+
 @dataclass
 class PhaseResult:
     """One trained phase: its adapter folder, steps, seconds and trl's per-step log."""
@@ -127,12 +136,8 @@ def sft_warmup(base_model: str, examples: Sequence[RankR1Example], folder: str |
                      completion_only_loss=True, packing=False, logging_steps=1, save_strategy="no",
                      report_to=[], seed=seed, bf16=False, fp16=False, use_cpu=not _cuda(),
                      disable_tqdm=not progress, dataloader_num_workers=0)
-    t0 = time.perf_counter()
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_dict(rows), processing_class=tok)
-    trainer.train()
-    secs = time.perf_counter() - t0
-    log = [dict(r) for r in trainer.state.log_history]
-    shutil.rmtree(args.output_dir, ignore_errors=True)      # the trainer's scratch folder (nothing saved there)
+    secs, log = _run_trainer(trainer)
     on_main(save_adapter, trainer.model, tok, out_dir, {
         "base_model": base_model, "phase": "sft", "steps": int(steps), "seconds": round(secs, 1),
         "examples": len(examples), "lora": lora_opts, "sft": opts, "seed": seed,
@@ -172,13 +177,9 @@ def grpo_train(base_model: str, examples: Sequence[RankR1Example], folder: str |
                       logging_steps=1, save_strategy="no", report_to=[], seed=seed, bf16=False, fp16=False,
                       use_cpu=not _cuda(), disable_tqdm=not progress, dataloader_num_workers=0,
                       log_completions=False, use_vllm=False, **trl_opts)
-    t0 = time.perf_counter()
     trainer = GRPOTrainer(model=model, reward_funcs=[format_reward, relevance_reward], args=args,
                           train_dataset=Dataset.from_dict(rows), processing_class=tok)
-    trainer.train()
-    secs = time.perf_counter() - t0
-    log = [dict(r) for r in trainer.state.log_history]
-    shutil.rmtree(args.output_dir, ignore_errors=True)      # the trainer's scratch folder (nothing saved there)
+    secs, log = _run_trainer(trainer)
     on_main(save_adapter, trainer.model, tok, out_dir, {
         "base_model": base_model, "phase": "grpo", "steps": int(steps), "seconds": round(secs, 1),
         "init_adapter": None if init_adapter is None else os.fspath(init_adapter), "examples": len(examples),
