@@ -27,7 +27,7 @@ from .generator_data import GeneratorExample, sft_rows
 #: every SFTConfig option this module relies on (overridable, all recorded in the manifest)
 SFT_DEFAULTS: dict[str, Any] = {"learning_rate": 2e-4, "batch_size": 4, "gradient_accumulation_steps": 1,
                                 "max_length": 1024, "lr_scheduler_type": "constant", "warmup_steps": 0,
-                                "weight_decay": 0.0, "max_grad_norm": 1.0}
+                                "weight_decay": 0.0, "max_grad_norm": 1.0, "bf16": False}
 
 
 @dataclass
@@ -91,7 +91,7 @@ def train_generator(base_model: str | os.PathLike, examples: Sequence[GeneratorE
                      warmup_steps=int(opts["warmup_steps"]), weight_decay=float(opts["weight_decay"]),
                      max_grad_norm=float(opts["max_grad_norm"]), max_length=int(opts["max_length"]),
                      completion_only_loss=True, packing=False, logging_steps=1, save_strategy="no",
-                     report_to=[], seed=seed, bf16=False, fp16=False, use_cpu=not cuda_available(),
+                     report_to=[], seed=seed, bf16=bool(opts["bf16"]), fp16=False, use_cpu=not cuda_available(),
                      disable_tqdm=not progress, dataloader_num_workers=0)
     t0 = time.perf_counter()
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_dict(rows), processing_class=tok,
