@@ -15,7 +15,8 @@ from tiny_llm import tiny_llm_dir  # noqa: E402
 from tiny_models import build_tiny_bert  # noqa: E402
 
 import rankkit as rk  # noqa: E402
-from rankkit.training.adapt import AdaptOptions, adapt, clean_query, select_documents  # noqa: E402
+from rankkit.llm.backends import Generation  # noqa: E402
+from rankkit.training.adapt import AdaptOptions, adapt, clean_query, select_documents, write_queries  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 TOPICS = ["wing lift and drag at high speed", "vitamin intake in elderly patients", "neutron scattering in metals",
@@ -55,12 +56,43 @@ def test_adapt_end_to_end(tmp_path):
                         adapter_options={"r": 2, "lora_dropout": 0.0}, show_progress=False)
     report = adapt(_corpus(30), str(reranker), tmp_path / "adapter", opts)
     rows = [json.loads(x) for x in (tmp_path / "adapter.queries.jsonl").read_text().splitlines()]
-    assert len(rows) == report["generated"] == report["llm_calls"] == 8
+    assert len(rows) == report["generated"] == 8
+    retried = sum(r["attempts"] - 1 for r in rows)
+    assert report["llm_calls"] == 8 + retried and all(1 <= r["attempts"] <= 1 + opts.retries for r in rows)
     assert sum(report["counts"].values()) == 8 and report["counts"].get("kept", 0) == report["pairs"] > 0
     manifest = json.loads((tmp_path / "adapter" / "rankkit.json").read_text())
     assert manifest["training"]["adapt"]["counts"] == report["counts"]
     scores = rk.CrossEncoder(tmp_path / "adapter", show_progress=False).predict(["wing lift"], ["wing drag"])
     assert np.isfinite(scores).all()
+
+
+class EchoThenAsk:
+    """An LLM stand-in that echoes the document when decoding greedily and asks a question when sampling:
+    the failure of small LLMs that the retries exist for."""
+
+    def __init__(self):
+        self.calls: list[dict] = []
+
+    def render(self, messages):
+        return messages[-1]["content"].removeprefix("Document: ")
+
+    def generate(self, prompts, messages, max_new_tokens, batch_size, progress=False, **kwargs):
+        self.calls.append({"n": len(prompts), **kwargs})
+        if kwargs.get("do_sample"):
+            return [Generation(text=f"what about {p.split()[1]}", n_tokens=3) for p in prompts]
+        return [Generation(text=p, n_tokens=3) for p in prompts]
+
+
+def test_copied_queries_are_regenerated_by_sampling():
+    corpus = {"a": "Study one on wing lift and drag at high speed.", "b": "Notes two on vitamin intake."}
+    llm = EchoThenAsk()
+    rows, calls = write_queries(llm, corpus, ["a", "b"], AdaptOptions(retries=2, show_progress=False))
+    assert [r["dropped"] for r in rows] == [None, None] and [r["attempts"] for r in rows] == [2, 2]
+    assert [r["query"] for r in rows] == ["what about one", "what about two"] and calls == 4
+    assert llm.calls[0].get("do_sample") is None and llm.calls[1]["do_sample"] is True
+    assert len(llm.calls) == 2                          # nothing left to retry after the first sampled pass
+    rows, calls = write_queries(EchoThenAsk(), corpus, ["a"], AdaptOptions(retries=0, show_progress=False))
+    assert rows[0]["dropped"] == "copies the document" and calls == 1
 
 
 @pytest.mark.slow

@@ -37,8 +37,8 @@ log = logging.getLogger(__name__)
 FEW_SHOT = [
     ("Aspirin taken daily lowered the rate of first heart attacks in adults over 50 in a ten-year trial.",
      "does daily aspirin prevent heart attacks"),
-    ("The boundary layer on a flat plate becomes turbulent at a Reynolds number near five hundred thousand.",
-     "transition reynolds number flat plate boundary layer"),
+    ("The revolutions of 1848 spread from Paris to most of central Europe within a few weeks.",
+     "how fast did the 1848 revolutions spread"),
     ("Vitamin D deficiency was found in 40% of elderly patients admitted with hip fractures.",
      "vitamin d levels in elderly hip fracture patients"),
 ]
@@ -55,6 +55,8 @@ class AdaptOptions:
     cluster_sample: int | None = 5000   # documents embedded for clustering (a seeded sample when more)
     llm: str = "smollm2"           # any HF causal LM (name, folder, GGUF)
     max_new_tokens: int = 32
+    retries: int = 2               # sampled re-generations for a document whose query was empty or a copy
+    temperature: float = 0.8       # of those re-generations (top-p 0.95)
     doc_chars: int = 800           # document text shown to the LLM
     llm_batch_size: int = 8
     depth: int = 30                # BM25 candidates per query for negatives
@@ -117,6 +119,33 @@ def messages_for(doc: str, opts: AdaptOptions) -> list[dict[str, str]]:
     return msgs + [{"role": "user", "content": f"Document: {doc[: opts.doc_chars]}"}]
 
 
+def write_queries(backend: Any, corpus: Any, chosen: list[str], opts: AdaptOptions) -> tuple[list[dict], int]:
+    """One query per chosen document (greedy), then up to ``opts.retries`` sampled re-generations for
+    the documents whose query was empty or a copy (small LLMs often echo the title; DUQGen samples
+    too). Rows keep the last raw output, the attempts, and why a query was dropped; plus the LLM calls."""
+    import torch
+
+    rows: list[dict[str, Any]] = [{"qid": f"gen{i}", "docid": d, "query": "", "raw": "", "dropped": "empty",
+                                   "attempts": 0} for i, d in enumerate(chosen)]
+    calls = 0
+    for attempt in range(1 + max(0, int(opts.retries))):
+        todo = [r for r in rows if r["dropped"] is not None]
+        if not todo:
+            break
+        msgs = [messages_for(corpus[r["docid"]], opts) for r in todo]
+        kwargs: dict[str, Any] = {}
+        if attempt:
+            torch.manual_seed(opts.seed + attempt)
+            kwargs = {"do_sample": True, "temperature": float(opts.temperature), "top_p": 0.95, "top_k": 0}
+        gens = backend.generate([backend.render(m) for m in msgs], msgs, opts.max_new_tokens, opts.llm_batch_size,
+                                progress=opts.show_progress, **kwargs)
+        calls += len(msgs)
+        for r, g in zip(todo, gens):
+            q, why = clean_query(g.text, corpus[r["docid"]]) if g.error is None else ("", f"error: {g.error}")
+            r.update(query=q, raw=g.text, dropped=why, attempts=attempt + 1)
+    return rows, calls
+
+
 def _words(text: str) -> list[str]:
     return re.findall(r"\w+", text.lower())
 
@@ -173,15 +202,9 @@ def adapt(corpus: Any, reranker: str, out: str | Path, options: AdaptOptions | N
     docids = list(corpus)
     chosen, selection = select_documents(docids, [corpus[d] for d in docids], opts)
     backend = make_backend("transformers", opts.llm)
-    msgs = [messages_for(corpus[d], opts) for d in chosen]
     t_llm = time.perf_counter()
-    gens = backend.generate([backend.render(m) for m in msgs], msgs, opts.max_new_tokens, opts.llm_batch_size,
-                            progress=opts.show_progress)
+    rows, llm_calls = write_queries(backend, corpus, chosen, opts)
     llm_seconds = time.perf_counter() - t_llm
-    rows: list[dict[str, Any]] = []
-    for d, g in zip(chosen, gens):
-        q, why = clean_query(g.text, corpus[d]) if g.error is None else ("", f"error: {g.error}")
-        rows.append({"qid": f"gen{len(rows)}", "docid": d, "query": q, "raw": g.text, "dropped": why})
     ok = [r for r in rows if r["dropped"] is None]
     random_fill = 0
     if ok:
@@ -226,7 +249,7 @@ def adapt(corpus: Any, reranker: str, out: str | Path, options: AdaptOptions | N
     groups = [Group(r["query"], [corpus[r["docid"]], *(corpus[x] for x in r["negatives"])],
                     [1.0] + [0.0] * len(r["negatives"]), qid=r["qid"]) for r in ok]
     report = {"selection": selection, "generated": len(rows), "counts": counts, "llm": opts.llm,
-              "llm_calls": len(msgs), "llm_seconds": round(llm_seconds, 1), "random_negatives": random_fill, "reranker": str(reranker),
+              "llm_calls": llm_calls, "llm_seconds": round(llm_seconds, 1), "random_negatives": random_fill, "reranker": str(reranker),
               "options": {k: v for k, v in asdict(opts).items() if k != "show_progress"},
               "queries_file": str(queries_path)}
     topts = TrainOptions(steps=opts.steps, batch_size=opts.batch_size, group_size=1 + opts.num_negatives,
