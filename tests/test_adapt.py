@@ -36,6 +36,10 @@ def test_clean_query_drops_empty_and_copies():
     # an echo of the document's opening, cut off mid-word by the token limit, is still a copy
     assert clean_query("aspirin taken daily lowered the rate of first heart att", doc)[1] == "copies the document"
     assert clean_query("does daily aspirin prevent first heart attacks in adults", doc)[1] is None
+    example = "The revolutions of 1848 spread from Paris to most of central Europe within a few weeks."
+    echo = "does aspirin spread from Paris to most of central europe within a few weeks"
+    assert clean_query(echo, doc, [example])[1] == "copies a few-shot example"
+    assert clean_query("does daily aspirin prevent first heart attacks in adults", doc, [example])[1] is None
 
 
 def test_selection_clusters_in_proportion_or_uses_a_small_corpus_whole():

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,12 +123,13 @@ def messages_for(doc: str, opts: AdaptOptions) -> list[dict[str, str]]:
 def write_queries(backend: Any, corpus: Any, chosen: list[str], opts: AdaptOptions) -> tuple[list[dict], int]:
     """One query per chosen document (greedy), then up to ``opts.retries`` sampled re-generations for
     the documents whose query was empty or a copy (small LLMs often echo the title; DUQGen samples
-    too). Rows keep the last raw output, the attempts, and why a query was dropped; plus the LLM calls."""
+    too), or echoed a few-shot example. Rows keep the last raw output, the attempts, and why a query was dropped; plus the LLM calls."""
     import torch
 
     rows: list[dict[str, Any]] = [{"qid": f"gen{i}", "docid": d, "query": "", "raw": "", "dropped": "empty",
                                    "attempts": 0} for i, d in enumerate(chosen)]
     calls = 0
+    examples = [t for pair in FEW_SHOT for t in pair]
     for attempt in range(1 + max(0, int(opts.retries))):
         todo = [r for r in rows if r["dropped"] is not None]
         if not todo:
@@ -141,7 +143,8 @@ def write_queries(backend: Any, corpus: Any, chosen: list[str], opts: AdaptOptio
                                 progress=opts.show_progress, **kwargs)
         calls += len(msgs)
         for r, g in zip(todo, gens):
-            q, why = clean_query(g.text, corpus[r["docid"]]) if g.error is None else ("", f"error: {g.error}")
+            q, why = (clean_query(g.text, corpus[r["docid"]], examples) if g.error is None
+                      else ("", f"error: {g.error}"))
             r.update(query=q, raw=g.text, dropped=why, attempts=attempt + 1)
     return rows, calls
 
@@ -150,8 +153,9 @@ def _words(text: str) -> list[str]:
     return re.findall(r"\w+", text.lower())
 
 
-def clean_query(text: str, doc: str) -> tuple[str, str | None]:
-    """(query, why dropped or None): the first line, without a ``Query:`` label or quotes."""
+def clean_query(text: str, doc: str, examples: Sequence[str] = ()) -> tuple[str, str | None]:
+    """(query, why dropped or None): the first line, without a ``Query:`` label or quotes. A query that
+    echoes the document, or one of the prompt's few-shot ``examples`` (small LLMs do both), is dropped."""
     line = next((ln for ln in text.strip().splitlines() if ln.strip()), "")
     line = re.sub(r"^\s*(query|search query)\s*:\s*", "", line, flags=re.I).strip().strip("\"'` ").strip()
     words = _words(line)
@@ -160,11 +164,15 @@ def clean_query(text: str, doc: str) -> tuple[str, str | None]:
     doc_words = _words(doc)
     if words == doc_words or (len(words) >= 6 and _copied_share(words, doc_words) >= COPY_SHARE):
         return line, "copies the document"
+    if len(words) >= 6 and any(_copied_share(words, _words(e)) >= EXAMPLE_SHARE for e in examples):
+        return line, "copies a few-shot example"
     return line, None
 
 
 #: a query of 6+ words whose word 4-grams occur in the document at least this often is a copy
 COPY_SHARE = 0.6
+#: ... or in a few-shot example at least this often (text from another domain: a lower bar)
+EXAMPLE_SHARE = 0.3
 
 
 def _copied_share(words: list[str], doc_words: list[str], n: int = 4) -> float:
