@@ -58,10 +58,11 @@ def calibrated(answers: dict, prior) -> dict:
 
 
 def atomic_write(path: Path, text: str) -> None:
+    from rankkit.io import atomic_path
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with atomic_path(path) as fh:
+        fh.write(text)
 
 
 def resume(out: Path, claims_path: Path, args, n_claims: int) -> tuple[dict, list]:
