@@ -119,11 +119,9 @@ def test_long_examples_are_truncated_and_counted():
     assert len(tok(rows["prompt"][0] + rows["completion"][0])["input_ids"]) <= 128
 
 
-def test_train_generator_cli_end_to_end(tmp_path, capsys):
+def write_beir(tmp_path):
+    """A two-claim SciFact-style BEIR folder (corpus, queries, train qrels, claims)."""
     import json
-
-    from rankkit.cli import main
-    from tests.tiny_llm import tiny_llm_dir
 
     beir = tmp_path / "beir"
     (beir / "qrels").mkdir(parents=True)
@@ -136,6 +134,33 @@ def test_train_generator_cli_end_to_end(tmp_path, capsys):
         json.dumps({"query-id": "c1", "split": "train", "verdict": "SUPPORT", "evidence": {"d1": "SUPPORT"}})
         + "\n" + json.dumps({"query-id": "c2", "split": "train", "verdict": "NOT_ENOUGH_INFO", "evidence": {}})
         + "\n")
+    return beir
+
+
+def test_recipe_trains_on_the_compressed_context(tmp_path):
+    """data.compress: the passages are the Compressor's kept sentences, as at inference."""
+    from rankkit.training.generator_recipe import build_data
+    from tests.tiny_llm import tiny_llm_dir
+
+    beir = write_beir(tmp_path)
+    data = {"path": str(beir), "claims": str(beir / "claims.jsonl"), "k": 2, "tasks": ["verify"]}
+    full, _ = build_data(dict(data), str(tiny_llm_dir()))
+    short, info = build_data({**data, "compress": 8}, str(tiny_llm_dir()))
+    assert info["compress"] == 8 and info["compressor"]["tokens_out"] < info["compressor"]["tokens_in"]
+    for f, c in zip(full, short):
+        assert f.qid == c.qid and f.completion == c.completion
+        assert sum(map(len, c.passages)) < sum(map(len, f.passages))
+        for passage in c.passages:            # every kept text is made of sentences of the full passages
+            assert passage and passage.split(". ")[0].rstrip(".") in " ".join(f.passages)
+
+
+def test_train_generator_cli_end_to_end(tmp_path, capsys):
+    import json
+
+    from rankkit.cli import main
+    from tests.tiny_llm import tiny_llm_dir
+
+    write_beir(tmp_path)
     cfg = tmp_path / "gen.yaml"
     cfg.write_text(f"base_model: {tiny_llm_dir()}\noutput_dir: out\nthreads: 1\n"
                    f"data: {{path: beir, k: 2}}\nadapter: {{method: lora, options: {{r: 2}}}}\n"

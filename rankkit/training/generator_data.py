@@ -70,8 +70,14 @@ def answer_completion(query: str, verdict: str, evidence: dict[str, str], docids
 
 
 def build_examples(queries: Any, run: Any, corpus: Any, claims: dict[str, tuple[str, dict[str, str]]],
-                   k: int = 3, tasks: Sequence[str] = TASKS) -> tuple[list[GeneratorExample], dict[str, Any]]:
-    """Examples for every claim of ``claims`` in ``queries``, passages = the run's top ``k``."""
+                   k: int = 3, tasks: Sequence[str] = TASKS,
+                   texts: dict[str, dict[str, str]] | None = None) -> tuple[list[GeneratorExample], dict[str, Any]]:
+    """Examples for every claim of ``claims`` in ``queries``, passages = the run's top ``k``.
+
+    ``texts`` (``{qid: {docid: text}}``, e.g. a Compressor's ``run.extras["compressed"]``)
+    replaces the corpus text of those passages, so the generator trains on the
+    context it will be given at inference.
+    """
     bad = sorted(set(tasks) - set(TASKS))
     if bad or not tasks:
         raise ConfigError(f"unknown generator task(s) {bad or tasks!r} (choose from {', '.join(TASKS)})")
@@ -83,10 +89,12 @@ def build_examples(queries: Any, run: Any, corpus: Any, claims: dict[str, tuple[
             continue
         verdict, evidence = claims[qid]
         docids = [str(d) for d in run.docids(qid)[:k].tolist()] if qid in run else []
-        texts = [corpus[d] for d in docids]
+        own = (texts or {}).get(qid, {})
+        passages = [own[d] if d in own else corpus[d] for d in docids]
         for task in tasks:
-            target = verdict if task == "verify" else answer_completion(queries[qid], verdict, evidence, docids, texts)
-            out.append(GeneratorExample(qid, task, queries[qid], docids, texts, target))
+            target = verdict if task == "verify" else \
+                answer_completion(queries[qid], verdict, evidence, docids, passages)
+            out.append(GeneratorExample(qid, task, queries[qid], docids, passages, target))
     if not out:
         raise ConfigError("no generator training examples: none of the claims is among the queries")
     counts = {"claims": len(claims) - missing, "claims_without_query": missing, "examples": len(out),

@@ -13,7 +13,7 @@ from typing import Any
 from ..errors import ConfigError
 
 KEYS = {"base_model", "output_dir", "seed", "threads", "data", "adapter", "train", "labels"}
-DATA_KEYS = {"path", "split", "claims", "queries", "k", "tasks", "depth"}
+DATA_KEYS = {"path", "split", "claims", "queries", "k", "tasks", "depth", "compress"}
 
 
 def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
@@ -38,8 +38,14 @@ def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
     return cfg
 
 
-def build_data(data: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
-    """Examples from the claims of ``split``: BM25 top ``k`` passages, verdict and cited-answer targets."""
+def build_data(data: dict[str, Any], base_model: str = "smollm2") -> tuple[list[Any], dict[str, Any]]:
+    """Examples from the claims of ``split``: BM25 top ``k`` passages, verdict and cited-answer targets.
+
+    With ``compress: BUDGET`` the passages go through :class:`rankkit.Compressor`
+    (budget counted with ``base_model``'s tokenizer) first, as in
+    ``bm25 >> Compressor(budget=BUDGET) >> Generator``: the model trains on the
+    compressed context it will read at inference.
+    """
     import rankkit as rk
 
     from .generator_data import TASKS, build_examples, load_claims
@@ -52,8 +58,15 @@ def build_data(data: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
     k = int(data.get("k", 3))
     queries = ds.queries.subset([q for q in claims if q in ds.queries])
     run = (rk.BM25.build(ds.corpus) % max(k, int(data.get("depth", k))))(queries)
-    exs, counts = build_examples(queries, run, ds.corpus, claims, k=k, tasks=data.get("tasks", TASKS))
-    return exs, {**counts, "split": split, "k": k, "retriever": "bm25"}
+    texts, info = None, {}
+    if data.get("compress") is not None:
+        from ..llm.transformers_backend import TransformersBackend
+
+        comp = rk.Compressor(ds.corpus, budget=data["compress"], k=k, tokenizer=TransformersBackend(base_model))
+        run = comp(queries, run)
+        texts, info = run.extras["compressed"], {"compress": int(data["compress"]), "compressor": comp.stats}
+    exs, counts = build_examples(queries, run, ds.corpus, claims, k=k, tasks=data.get("tasks", TASKS), texts=texts)
+    return exs, {**counts, "split": split, "k": k, "retriever": "bm25", **info}
 
 
 def run_recipe(cfg: dict[str, Any], progress: bool = False, examples: list[Any] | None = None) -> dict[str, Any]:
@@ -66,7 +79,7 @@ def run_recipe(cfg: dict[str, Any], progress: bool = False, examples: list[Any] 
         torch.set_num_threads(int(cfg["threads"]))
     data_info: dict[str, Any] = {}
     if examples is None:
-        examples, data_info = build_data(cfg["data"])
+        examples, data_info = build_data(cfg["data"], str(cfg.get("base_model", "smollm2")))
     adapter = dict(cfg.get("adapter") or {})
     train = dict(cfg["train"])
     steps = train.pop("steps")
