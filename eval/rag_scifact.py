@@ -14,7 +14,7 @@ through a Compressor (LexRank + query similarity, BUDGET generator tokens) with
 the untrained model (and with the trained one when both are given). Every row
 reports the mean prompt tokens and the generator stage's seconds, and its macro-F1
 difference from the plain BM25 top-k row with a paired bootstrap over claims.
-``--conditions`` runs a subset (none, bm25, gold, trained, compressed). The report is
+``--conditions`` runs a subset (none, bm25, gold, trained, compressed), in the order given. The report is
 rewritten after every condition and a rerun with the same ``--out`` skips the
 conditions already in it, so an interrupted run loses one condition at most.
 
@@ -173,28 +173,33 @@ def main() -> None:
                             k=k, batch_size=args.batch_size, max_input_tokens=args.max_input_tokens,
                             max_passage_tokens=args.max_passage_tokens, dtype=args.dtype)
 
-    wanted = {c.strip() for c in args.conditions.split(",") if c.strip()}
+    order = [c.strip() for c in args.conditions.split(",") if c.strip()]
+    wanted = set(order)
     unknown = wanted - {"none", "bm25", "gold", "trained", "compressed"}
     if unknown:
         raise SystemExit(f"--conditions: unknown {sorted(unknown)}; choose from none, bm25, gold, trained, "
                          "compressed")
-    conditions = {}
+    conditions, kinds = {}, {}
     if "none" in wanted:
         conditions["no retrieval"] = rk.Pipeline([generator(0)])
     if "bm25" in wanted:
         conditions[f"BM25 top-{args.k}"] = bm25 % 100 >> generator(args.k)
     if "gold" in wanted:
         conditions["gold evidence"] = rk.RunStage(gold) >> generator(args.k)
+    kinds.update(zip(conditions, [c for c in ("none", "bm25", "gold") if c in wanted]))
     trained = None
     if args.generator_adapter and wanted & {"trained", "compressed"}:
         trained = generator(args.k, args.generator_adapter).load()   # merge the adapter outside the timings
         if "trained" in wanted:
             conditions[f"BM25 top-{args.k} +trained generator"] = bm25 % 100 >> trained
+            kinds[f"BM25 top-{args.k} +trained generator"] = "trained"
     if args.compress and "compressed" in wanted:
         for tag, gen in (("", generator(args.k)), (" +trained generator", trained)):
             if gen is not None:
                 comp = rk.Compressor(ds.corpus, budget=args.compress, k=args.k, tokenizer=gen)
                 conditions[f"BM25 top-{args.k} compressed to {args.compress}{tag}"] = bm25 % 100 >> comp >> gen
+                kinds[f"BM25 top-{args.k} compressed to {args.compress}{tag}"] = "compressed"
+    conditions = dict(sorted(conditions.items(), key=lambda kv: order.index(kinds[kv[0]])))   # as given
     out = Path(args.out)
     claims_path = out.with_suffix(".claims.jsonl")
     rows, per_claim = resume(out, claims_path, args, len(queries))
