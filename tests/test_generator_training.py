@@ -171,7 +171,10 @@ def test_train_generator_cli_end_to_end(tmp_path, capsys):
     res = json.loads(capsys.readouterr().out)
     assert res["steps"] == 2 and res["data"]["examples"] == 4 and res["data"]["verdicts"] == \
         {"SUPPORT": 1, "NOT_ENOUGH_INFO": 1}
-    assert (tmp_path / "out" / "rankkit.json").is_file()
+    from rankkit.folders import read_manifest
+
+    assert read_manifest(tmp_path / "out", "generator-adapter")["training"]["source"] == \
+        {"split": "train", "k": 2, "retriever": "bm25"}
     bad = tmp_path / "bad.yaml"
     bad.write_text("data: {path: beir}\ntrain: {steps: 1}\nwrongkey: 1\n")
     with pytest.raises(SystemExit) as exc:

@@ -86,7 +86,8 @@ def run_recipe(cfg: dict[str, Any], progress: bool = False, examples: list[Any] 
     labels = cfg.get("labels") or ["SUPPORT", "CONTRADICT", "NOT_ENOUGH_INFO"]
     res = train_generator(cfg.get("base_model", "smollm2"), examples, cfg["output_dir"], int(steps),
                           method=str(adapter.get("method", "lora")), adapter_options=adapter.get("options"),
-                          options=train, labels=labels, seed=int(cfg.get("seed", 0)), progress=progress)
+                          options=train, labels=labels, seed=int(cfg.get("seed", 0)), progress=progress,
+                          source={k: v for k, v in data_info.items() if k in ("split", "k", "retriever", "compress")})
     losses = res.losses()
     return {"folder": str(res.folder), "steps": res.steps, "seconds": round(res.seconds, 1),
             "data": {**data_info, **res.data}, "first_loss": losses[0] if losses else None,

@@ -51,8 +51,12 @@ def train_generator(base_model: str | os.PathLike, examples: Sequence[GeneratorE
                     folder: str | os.PathLike, steps: int, method: str = "lora",
                     adapter_options: dict[str, Any] | None = None, options: dict[str, Any] | None = None,
                     labels: Sequence[str] = ("SUPPORT", "CONTRADICT", "NOT_ENOUGH_INFO"), seed: int = 0,
-                    progress: bool = False) -> GeneratorTrainResult:
-    """Fine-tune ``base_model`` on ``examples`` for ``steps`` optimizer steps; save the adapter to ``folder``."""
+                    progress: bool = False, source: dict[str, Any] | None = None) -> GeneratorTrainResult:
+    """Fine-tune ``base_model`` on ``examples`` for ``steps`` optimizer steps; save the adapter to ``folder``.
+
+    ``source`` (how the examples were built: split, retriever, k, compression budget)
+    is recorded in the manifest, so a user of the folder knows what context it expects.
+    """
     from datasets import Dataset
     from transformers import set_seed
     from trl import SFTConfig, SFTTrainer
@@ -110,6 +114,7 @@ def train_generator(base_model: str | os.PathLike, examples: Sequence[GeneratorE
         "base_model": base, "base_fingerprint": fingerprint, "method": method,
         "options": {**spec.defaults, **adapter_options}, "labels": list(labels),
         "training": {"steps": int(steps), "seconds": round(secs, 1), **data, "sft": opts, "seed": seed,
+                     "source": dict(source or {}),
                      "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
                      "completion_only_loss": True, "processes": world_size(), "trl_version": _trl_version()}})
     return GeneratorTrainResult(out_dir, int(steps), secs, log, data, trainer.model, tok)
