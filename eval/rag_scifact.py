@@ -179,27 +179,25 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"--conditions: unknown {sorted(unknown)}; choose from none, bm25, gold, trained, "
                          "compressed")
-    conditions, kinds = {}, {}
+    by_kind: dict[str, dict] = {c: {} for c in order}
     if "none" in wanted:
-        conditions["no retrieval"] = rk.Pipeline([generator(0)])
+        by_kind["none"]["no retrieval"] = rk.Pipeline([generator(0)])
     if "bm25" in wanted:
-        conditions[f"BM25 top-{args.k}"] = bm25 % 100 >> generator(args.k)
+        by_kind["bm25"][f"BM25 top-{args.k}"] = bm25 % 100 >> generator(args.k)
     if "gold" in wanted:
-        conditions["gold evidence"] = rk.RunStage(gold) >> generator(args.k)
-    kinds.update(zip(conditions, [c for c in ("none", "bm25", "gold") if c in wanted]))
+        by_kind["gold"]["gold evidence"] = rk.RunStage(gold) >> generator(args.k)
     trained = None
     if args.generator_adapter and wanted & {"trained", "compressed"}:
         trained = generator(args.k, args.generator_adapter).load()   # merge the adapter outside the timings
         if "trained" in wanted:
-            conditions[f"BM25 top-{args.k} +trained generator"] = bm25 % 100 >> trained
-            kinds[f"BM25 top-{args.k} +trained generator"] = "trained"
+            by_kind["trained"][f"BM25 top-{args.k} +trained generator"] = bm25 % 100 >> trained
     if args.compress and "compressed" in wanted:
         for tag, gen in (("", generator(args.k)), (" +trained generator", trained)):
             if gen is not None:
                 comp = rk.Compressor(ds.corpus, budget=args.compress, k=args.k, tokenizer=gen)
-                conditions[f"BM25 top-{args.k} compressed to {args.compress}{tag}"] = bm25 % 100 >> comp >> gen
-                kinds[f"BM25 top-{args.k} compressed to {args.compress}{tag}"] = "compressed"
-    conditions = dict(sorted(conditions.items(), key=lambda kv: order.index(kinds[kv[0]])))   # as given
+                by_kind["compressed"][f"BM25 top-{args.k} compressed to {args.compress}{tag}"] = \
+                    bm25 % 100 >> comp >> gen
+    conditions = {name: pipe for kind in by_kind.values() for name, pipe in kind.items()}   # in the order given
     out = Path(args.out)
     claims_path = out.with_suffix(".claims.jsonl")
     rows, per_claim = resume(out, claims_path, args, len(queries))

@@ -180,3 +180,7 @@ def test_train_generator_cli_end_to_end(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["train", "generator", "--config", str(bad)])
     assert exc.value.code == 2 and "wrongkey" in capsys.readouterr().err
+    bad.write_text("data: {path: beir, compress: 0}\ntrain: {steps: 1}\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "generator", "--config", str(bad)])
+    assert exc.value.code == 2 and "bad.yaml: data.compress must be a token budget" in capsys.readouterr().err

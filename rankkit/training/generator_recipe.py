@@ -29,6 +29,9 @@ def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError(f"{p}: unknown data key(s) {bad} (known: {sorted(DATA_KEYS)})")
     if not isinstance(cfg.get("train"), dict) or "steps" not in cfg["train"]:
         raise ConfigError(f"{p}: train: {{steps: N, ...}} is required")
+    budget = data.get("compress")
+    if budget is not None and (not isinstance(budget, int) or isinstance(budget, bool) or budget < 1):
+        raise ConfigError(f"{p}: data.compress must be a token budget (an integer >= 1), got {budget!r}")
     here = p.resolve().parent
     data["path"] = str((here / data["path"]).resolve())
     data["claims"] = str((Path(data["path"]) / data.get("claims", "claims.jsonl")).resolve())
