@@ -9,6 +9,7 @@ from rankkit.training.generator_data import (
     NO_INFO,
     GeneratorExample,
     answer_completion,
+    balance_verdicts,
     build_examples,
 )
 
@@ -34,6 +35,25 @@ def test_answer_completion_cites_the_evidence_position():
     assert text.startswith("The evidence supports the claim [2].") and "Aspirin lowers" in text
     assert answer_completion("x", "SUPPORT", {"d9": "SUPPORT"}, ["d1"], [CORPUS["d1"]]) == NO_INFO
     assert answer_completion("x", "NOT_ENOUGH_INFO", {}, ["d1"], [CORPUS["d1"]]) == NO_INFO
+
+
+def test_balance_verdicts_equalises_the_verdicts_and_keeps_every_original():
+    from collections import Counter
+
+    def ex(i: int, task: str, verdict: str) -> GeneratorExample:
+        return GeneratorExample(f"q{i}", task, "claim", [], [], verdict)
+
+    exs = [ex(i, "verify", "SUPPORT") for i in range(7)] + [ex(10 + i, "verify", "CONTRADICT") for i in range(3)] \
+        + [ex(20, "verify", "NOT_ENOUGH_INFO")] + [ex(30, "answer", "text")]
+    out, added = balance_verdicts(exs, seed=1)
+    verdicts = Counter(e.completion for e in out if e.task == "verify")
+    assert verdicts == {"SUPPORT": 7, "CONTRADICT": 7, "NOT_ENOUGH_INFO": 7}
+    assert added == {"CONTRADICT": 4, "NOT_ENOUGH_INFO": 6, "SUPPORT": 0}
+    assert all(e in out for e in exs) and sum(e.task == "answer" for e in out) == 1
+    contra = Counter(e.qid for e in out if e.completion == "CONTRADICT")    # 7 = 2 whole copies + 1 sampled
+    assert sorted(contra.values()) == [2, 2, 3]
+    again, _ = balance_verdicts(exs, seed=1)
+    assert [e.qid for e in again] == [e.qid for e in out]
 
 
 @pytest.fixture(scope="module")
@@ -184,3 +204,7 @@ def test_train_generator_cli_end_to_end(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["train", "generator", "--config", str(bad)])
     assert exc.value.code == 2 and "bad.yaml: data.compress must be a token budget" in capsys.readouterr().err
+    bad.write_text("data: {path: beir, balance: 3}\ntrain: {steps: 1}\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "generator", "--config", str(bad)])
+    assert exc.value.code == 2 and "bad.yaml: data.balance must be true or false" in capsys.readouterr().err

@@ -104,6 +104,36 @@ def build_examples(queries: Any, run: Any, corpus: Any, claims: dict[str, tuple[
     return out, counts
 
 
+def balance_verdicts(examples: Sequence[GeneratorExample], seed: int = 0) -> tuple[list[GeneratorExample], dict[str, int]]:
+    """Oversample ``verify`` examples so every verdict is as frequent as the most frequent one.
+
+    SciFact train has about half as many CONTRADICT claims as SUPPORT ones, and a
+    small generator trained on the raw mix learns never to say CONTRADICT
+    (macro-F1 pays for it). Minority examples are repeated (whole copies first,
+    then a seeded sample without replacement for the rest); ``answer`` examples
+    and every original are kept. Returns the examples and the copies added per verdict.
+    """
+    import random
+
+    by_verdict: dict[str, list[GeneratorExample]] = {}
+    for e in examples:
+        if e.task == "verify":
+            by_verdict.setdefault(e.completion, []).append(e)
+    if not by_verdict:
+        return list(examples), {}
+    top = max(len(v) for v in by_verdict.values())
+    rng = random.Random(seed)
+    out, added = list(examples), {}
+    for verdict in sorted(by_verdict):
+        group = by_verdict[verdict]
+        need = top - len(group)
+        extra = group * (need // len(group)) + rng.sample(group, need % len(group))
+        out.extend(extra)
+        added[verdict] = len(extra)
+    rng.shuffle(out)
+    return out, added
+
+
 def sft_rows(examples: Sequence[GeneratorExample], model: Any, tokenizer: Any, max_length: int,
              labels: Sequence[str]) -> tuple[dict[str, list[str]], dict[str, int]]:
     """``{"prompt", "completion"}`` columns for trl, prompts as the Generator renders them, fitted to ``max_length``."""

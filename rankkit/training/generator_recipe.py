@@ -13,7 +13,7 @@ from typing import Any
 from ..errors import ConfigError
 
 KEYS = {"base_model", "output_dir", "seed", "threads", "data", "adapter", "train", "labels"}
-DATA_KEYS = {"path", "split", "claims", "queries", "k", "tasks", "depth", "compress"}
+DATA_KEYS = {"path", "split", "claims", "queries", "k", "tasks", "depth", "compress", "balance", "seed"}
 
 
 def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
@@ -32,6 +32,8 @@ def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
     budget = data.get("compress")
     if budget is not None and (not isinstance(budget, int) or isinstance(budget, bool) or budget < 1):
         raise ConfigError(f"{p}: data.compress must be a token budget (an integer >= 1), got {budget!r}")
+    if not isinstance(data.get("balance", False), bool):
+        raise ConfigError(f"{p}: data.balance must be true or false, got {data['balance']!r}")
     here = p.resolve().parent
     data["path"] = str((here / data["path"]).resolve())
     data["claims"] = str((Path(data["path"]) / data.get("claims", "claims.jsonl")).resolve())
@@ -44,6 +46,8 @@ def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
 def build_data(data: dict[str, Any], base_model: str = "smollm2") -> tuple[list[Any], dict[str, Any]]:
     """Examples from the claims of ``split``: BM25 top ``k`` passages, verdict and cited-answer targets.
 
+    With ``balance: true`` the verdict examples are oversampled to equal counts
+    (:func:`~rankkit.training.generator_data.balance_verdicts`, seeded by ``data.seed``).
     With ``compress: BUDGET`` the passages go through :class:`rankkit.Compressor`
     (budget counted with ``base_model``'s tokenizer) first, as in
     ``bm25 >> Compressor(budget=BUDGET) >> Generator``: the model trains on the
@@ -51,7 +55,7 @@ def build_data(data: dict[str, Any], base_model: str = "smollm2") -> tuple[list[
     """
     import rankkit as rk
 
-    from .generator_data import TASKS, build_examples, load_claims
+    from .generator_data import TASKS, balance_verdicts, build_examples, load_claims
 
     split = data.get("split", "train")
     ds = rk.datasets.load_beir(data["path"], split=split, all_queries=True)
@@ -69,6 +73,9 @@ def build_data(data: dict[str, Any], base_model: str = "smollm2") -> tuple[list[
         run = comp(queries, run)
         texts, info = run.extras["compressed"], {"compress": int(data["compress"]), "compressor": comp.stats}
     exs, counts = build_examples(queries, run, ds.corpus, claims, k=k, tasks=data.get("tasks", TASKS), texts=texts)
+    if data.get("balance"):
+        exs, added = balance_verdicts(exs, seed=int(data.get("seed", 0)))
+        info["balanced"] = added
     return exs, {**counts, "split": split, "k": k, "retriever": "bm25", **info}
 
 
@@ -90,7 +97,7 @@ def run_recipe(cfg: dict[str, Any], progress: bool = False, examples: list[Any] 
     res = train_generator(cfg.get("base_model", "smollm2"), examples, cfg["output_dir"], int(steps),
                           method=str(adapter.get("method", "lora")), adapter_options=adapter.get("options"),
                           options=train, labels=labels, seed=int(cfg.get("seed", 0)), progress=progress,
-                          source={k: v for k, v in data_info.items() if k in ("split", "k", "retriever", "compress")})
+                          source={k: v for k, v in data_info.items() if k in ("split", "k", "retriever", "compress", "balanced")})
     losses = res.losses()
     return {"folder": str(res.folder), "steps": res.steps, "seconds": round(res.seconds, 1),
             "data": {**data_info, **res.data}, "first_loss": losses[0] if losses else None,
