@@ -462,14 +462,20 @@ class Run:
                    name=name or Path(str(path)).name)
 
     def write_trec(self, path: Any, tag: str | None = None) -> None:
-        """Write the run atomically (temporary file, then rename)."""
+        """Write the run atomically (temporary file, then rename).
+
+        Scores are written at full precision (shortest exact form, ``repr``):
+        rounding to 6 decimals turned near-ties into ties, which the evaluator
+        breaks by docid, so a run read back from a cache scored differently
+        from the run that wrote it.
+        """
         from .io import atomic_path
 
         tag = (tag or self.name or "rankkit").replace(" ", "_")
         with atomic_path(path) as fh:
             for qid, (d, s) in self._r.items():
                 fh.writelines(
-                    f"{qid} Q0 {docid} {rank} {score:.6f} {tag}\n"
+                    f"{qid} Q0 {docid} {rank} {float(score)!r} {tag}\n"
                     for rank, (docid, score) in enumerate(zip(d.tolist(), s.tolist()), 1)
                 )
 

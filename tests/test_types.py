@@ -71,12 +71,14 @@ def test_pairs_and_from_flat_round_trip():
 
 
 def test_trec_run_round_trip(tmp_path):
-    run = rk.Run.from_dict({"q1": {"d1": 2.5, "d2": 1.0}, "q2": {"d3": 0.25}}, name="sys")
+    # scores 1e-7 apart must stay apart: 6-decimal rounding made them ties (docid order on evaluation)
+    run = rk.Run.from_dict({"q1": {"d1": 2.5, "d2": 1.0, "d0": 1.0000001}, "q2": {"d3": 0.25}}, name="sys")
     path = tmp_path / "out.run"
     run.write_trec(path)
     lines = path.read_text().splitlines()
-    assert lines[0] == "q1 Q0 d1 1 2.500000 sys"
-    assert rk.Run.read_trec(path) == run
+    assert lines[0] == "q1 Q0 d1 1 2.5 sys" and lines[1] == "q1 Q0 d0 2 1.0000001 sys"
+    back = rk.Run.read_trec(path)
+    assert back == run and back["q1"][1] == ("d0", 1.0000001)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp left
 
 
