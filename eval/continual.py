@@ -37,7 +37,9 @@ mean over j < T of ``max_{t<T} a[t][j] - a[T][j]``). Resumable: each
 step's result is ``<out>/<method>/step<t>-<domain>.json`` (written
 atomically, committed as it finishes; default out: eval/results/continual);
 a finished step is skipped, and a step interrupted mid-training resumes from
-its checkpoints (every 100 steps, under eval/out/continual). Wall time at
+its checkpoints (every 100 steps, under eval/out/continual). eval/out is not
+tracked: in a fresh checkout a finished step whose model a later step still
+needs is retrained first (same seed and settings). Wall time at
 300 steps: 900 training steps per method at 3-8 s per step on one shared CPU
 thread (1-2 h per method; the smoke run above took about 6 min for all four).
 """
@@ -169,8 +171,15 @@ def run_method(method: str, data: dict[str, Any], tests: dict[str, Any], args: a
         path = args.out / method / f"step{t}-{dom}.json"
         done = read_json(path)
         if done is not None:
-            folders.append(Path(done["folder"]))
-            start = done["folder"] if method != "per_domain" else args.base
+            folder = Path(done["folder"])
+            later = [args.out / method / f"step{u}-{DOMAINS[u]}.json" for u in range(t + 1, len(DOMAINS))]
+            if not (folder / "rankkit.json").exists() and any(not p.exists() for p in later):
+                # eval/out is not tracked: a fresh checkout has the JSON but not the model a later step starts
+                # from (or, per_domain, scores with); retrain it with the same settings (seeded)
+                print(f"{method} step {t} ({dom}): done, but its model {folder} is gone; retraining it")
+                folder, _ = train_step(method, t, start, data[dom], args)
+            folders.append(folder)
+            start = str(folder) if method != "per_domain" else args.base
             print(f"{method} step {t} ({dom}): done, {done['ndcg10']}")
             continue
         t0 = time.perf_counter()
