@@ -48,7 +48,7 @@ OUT = ROOT / "eval" / "results" / "adapter_methods"  # tracked: commit each meth
 MODELS = ROOT / "eval" / "out" / "adapter_methods" / "models"  # checkpoints and adapters (ignored)
 FIGURE = ROOT / "eval" / "figures" / "adapter_methods.png"
 RECIPE = ROOT / "configs" / "minilm-scifact-lora.yaml"
-SHARED = Path(os.environ.get("RANKKIT_SHARED_DATA", ROOT.parent / "shared" / "data"))
+SHARED = Path(os.environ.get("RANKKIT_SHARED_DATA", ROOT.parent / "shared" / "data")).resolve()  # relative: from the cwd
 TARGETS = ["query", "key", "value", "dense"]
 #: interpolation weights (of the reranker) tried on dev
 WEIGHTS = [0.2, 0.4, 0.5, 0.6, 0.8]

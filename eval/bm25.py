@@ -29,7 +29,7 @@ from statistics import median
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("RANKKIT_SHARED_DATA", ROOT.parent / "shared" / "data"))
+SHARED = Path(os.environ.get("RANKKIT_SHARED_DATA", ROOT.parent / "shared" / "data")).resolve()  # relative: from the cwd
 OUT = ROOT / "eval" / "out"
 SYNTH = OUT / "synth100k.jsonl"
 SYSTEMS = ("rankkit", "bm25s", "rankkit-lucene", "pyserini")

@@ -40,7 +40,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-SHARED = Path(os.environ.get("RANKKIT_SHARED_DATA", ROOT.parent / "shared" / "data"))
+SHARED = Path(os.environ.get("RANKKIT_SHARED_DATA", ROOT.parent / "shared" / "data")).resolve()  # relative: from the cwd
 OUT = ROOT / "eval" / "out"
 METHODS = ("oracle", "naive", "ips", "dla")
 LOGGER_FEATURES, LOGGER_QUERIES, LOGGER_SEED = 10, 20, 1
