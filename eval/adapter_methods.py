@@ -134,11 +134,13 @@ def rerank_scores(folder: Path, ds: Any, bm25: Any, max_length: int) -> dict[str
 
 
 def train_once(method: str, lr: float, steps: int, groups: list[Any], cfg: dict[str, Any], tag: str,
-               save_steps: int) -> Any:
+               save_steps: int, threads: int | None = None) -> Any:
     from rankkit.training.trainer import TrainOptions, train
 
     topts = {**(cfg.get("train") or {}), "steps": steps, "lr": lr, "save_steps": save_steps,
              "logging_steps": max(1, min(25, steps // 4)), "resume": True}
+    if threads:   # else the recipe's (1): s/step is only comparable between methods run with the same
+        topts["threads"] = threads
     folder = MODELS / f"{method}-{tag}"
     return train(groups, str(cfg["base_model"]), folder, method=method,
                  adapter_options=METHODS[method]["options"], max_length=int(cfg.get("max_length", 128)),
@@ -171,7 +173,8 @@ def run_method(method: str, args: argparse.Namespace) -> dict[str, Any]:
         key = f"{lr:g}"
         if key in partial["sweep"]:
             continue
-        res = train_once(method, lr, args.sweep_steps, groups, cfg, f"sweep-{key}", save_steps=0)
+        res = train_once(method, lr, args.sweep_steps, groups, cfg, f"sweep-{key}", save_steps=0,
+                         threads=args.threads)
         partial["sweep"][key] = {"lr": lr, "dev": rerank_scores(res.folder, dev, dev_bm25, max_length),
                                  "final_loss": res.final_loss}
         write_json(partial_file, partial)
@@ -180,7 +183,7 @@ def run_method(method: str, args: argparse.Namespace) -> dict[str, Any]:
     best = max(partial["sweep"].values(), key=lambda r: r["dev"]["raw"])
     weight = max(WEIGHTS, key=lambda w: best["dev"][f"interp_{w:g}"])
     test, test_bm25 = evaluation_set([], "test", args.queries)
-    res = train_once(method, best["lr"], args.steps, groups, cfg, "final", save_steps=100)
+    res = train_once(method, best["lr"], args.steps, groups, cfg, "final", save_steps=100, threads=args.threads)
     scores = rerank_scores(res.folder, test, test_bm25, max_length)
     shutil.rmtree(MODELS / f"{method}-final.ckpt", ignore_errors=True)   # the model folder stays
     manifest = json.loads((res.folder / "rankkit.json").read_text())
@@ -280,7 +283,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300, help="training budget per method (recipe batch)")
     ap.add_argument("--sweep-steps", type=int, default=100, help="steps per learning rate of the sweep")
     ap.add_argument("--queries", type=int, default=None, help="evaluate only the first N dev/test queries")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the recipe's)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads for training and scoring (default: the recipe's, 1; keep it the same "
+                         "for every method, s/step is compared)")
     ap.add_argument("--report", action="store_true", help="only build the table and plot")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
