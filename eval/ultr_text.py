@@ -2,7 +2,7 @@
 
 1. Clicks: ``--sessions`` (default 20,000) sessions drawn uniformly over the SciFact
    train queries; each shows the BM25 top 10 and clicks by the position-based
-   model with examination ``1/rank`` (eta = 1), ``P(click | examined) = 1.0`` for a
+   model with examination ``(1/rank)^eta`` (``--eta``, default 1), ``P(click | examined) = 1.0`` for a
    document the qrels mark relevant and 0.1 otherwise (ULTRA's mapping with max
    grade 1: SciFact's qrels are binary), seed ``--seed``. Written to
    ``eval/out/ultr_text/clicks.jsonl``; sessions are aggregated per (query, list)
@@ -56,18 +56,23 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def simulate(n_sessions: int, seed: int) -> Path:
+def true_propensities(eta: float) -> list[float]:
+    """The click model's examination probabilities ``(1/rank)^eta`` at ranks 1..RANKS."""
+    return [(1.0 / r) ** eta for r in range(1, RANKS + 1)]
+
+
+def simulate(n_sessions: int, seed: int, eta: float = 1.0) -> Path:
     """The click log of step 1 (reused when present)."""
     import rankkit as rk
     from rankkit.training.data import cached_run
     from rankkit.ultr import PositionBasedModel, simulate_clicks, write_click_log
 
-    path = WORK / f"clicks-{n_sessions}-s{seed}.jsonl"
+    path = WORK / (f"clicks-{n_sessions}-s{seed}.jsonl" if eta == 1.0 else f"clicks-{n_sessions}-s{seed}-eta{eta:g}.jsonl")
     if path.exists():
         return path
     ds = rk.datasets.load_beir(SCIFACT, split="train")
     bm25 = cached_run(rk.BM25.build(ds.corpus), ds.queries, CACHE, ds.corpus.fingerprint(), k=100)
-    model = PositionBasedModel(eta=1.0, max_grade=1)
+    model = PositionBasedModel(eta=eta, max_grade=1)
     clicks = simulate_clicks(bm25, {q: ds.qrels[q] for q in ds.qrels}, n_sessions, model, k=RANKS,
                              seed=seed, queries=dict(zip(ds.queries.ids, ds.queries.texts)))
     WORK.mkdir(parents=True, exist_ok=True)
@@ -78,12 +83,12 @@ def simulate(n_sessions: int, seed: int) -> Path:
 
 
 def config(method: str, clicks: Path, steps: int, batch_size: int, threads: int, save_steps: int,
-           propensity_lr: float) -> Path:
+           propensity_lr: float, eta: float = 1.0) -> Path:
     """A ``rankkit train reranker`` config for ``method`` (the recipe's settings, clicks as data)."""
     import yaml
 
     loss: Any = {"naive": "naive",
-                 "ips": {"name": "ips", "options": {"propensities": [round(1.0 / k, 6) for k in range(1, RANKS + 1)],
+                 "ips": {"name": "ips", "options": {"propensities": [round(p, 6) for p in true_propensities(eta)],
                                                     "max_weight": 100}},
                  "dla": {"name": "dla", "options": {"ranks": RANKS, "propensity_lr": propensity_lr}}}[method]
     cfg = {"base_model": "minilm", "output_dir": str(WORK / f"model-{method}"),
@@ -149,6 +154,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--batch-size", type=int, default=3, help="click lists (of 10 documents) per step")
     ap.add_argument("--save-steps", type=int, default=20)
     ap.add_argument("--propensity-lr", type=float, default=0.1)
+    ap.add_argument("--eta", type=float, default=1.0, help="position bias: examination (1/rank)^eta")
     ap.add_argument("--k", type=int, default=20, help="rerank the BM25 top k of each test query")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--methods", default=",".join(METHODS))
@@ -163,20 +169,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     torch.set_num_threads(args.threads)
     methods = [m for m in args.methods.split(",") if m]
-    clicks = simulate(args.sessions, args.seed)
+    clicks = simulate(args.sessions, args.seed, args.eta)
     training = {}
     ds = rk.datasets.load_beir(SCIFACT, split="test")
     systems: dict[str, Any] = {"bm25": bm25_test(args.k)}
     rerank_s = {}
     for m in methods:   # one after another; each method's test run is written before the next trains
         training[m] = train(m, config(m, clicks, args.steps, args.batch_size, args.threads, args.save_steps,
-                                      args.propensity_lr))
+                                      args.propensity_lr, args.eta))
         systems[m], rerank_s[m] = rerank(m, args.k, args.threads)
         log(f"reranked the test queries with {m} ({rerank_s[m]:.0f} s)")
     everything = rk.compare(systems, ds, ["nDCG@10"], baseline="bm25")
     print(everything.table())
     result: dict[str, Any] = {
-        "sessions": args.sessions, "seed": args.seed, "click_model": {"model": "pbm", "eta": 1.0, "max_grade": 1,
+        "sessions": args.sessions, "seed": args.seed, "click_model": {"model": "pbm", "eta": args.eta, "max_grade": 1,
                                                                        "eps_minus": 0.1, "eps_plus": 1.0},
         "k": args.k, "test_queries": len(ds.queries), "nDCG@10": {n: everything.means[n]["nDCG@10"]
                                                                  for n in systems},
@@ -191,7 +197,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result["dla_vs_naive"] = {"delta": pair.means["dla"]["nDCG@10"] - pair.means["naive"]["nDCG@10"],
                                   "p_value": pair.pvalues["dla"]["nDCG@10"], "test": "paired t-test"}
         est = training["dla"]["objective"].get("propensities", [])
-        true = [1.0 / r for r in range(1, len(est) + 1)]
+        true = true_propensities(args.eta)[: len(est)]
         result["dla_propensities"] = {"estimated": est, "true": true,
                                       "mean_abs_error": sum(abs(a - b) for a, b in zip(est, true)) / max(len(est), 1)}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
