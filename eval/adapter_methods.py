@@ -14,7 +14,12 @@ modules). Per method:
    result): ``--sweep-steps`` steps per rate, nDCG@10 of the BM25 top-20
    reranked on the recipe's dev split (10% of SciFact train queries, never
    trained on); the best rate wins, and the interpolation weight with BM25
-   (per-query z-scores) is picked on dev for it;
+   (per-query z-scores) is picked on dev for it. A best rate on an edge of the
+   rates swept so far is no optimum: the sweep goes on past that edge by the
+   grid's own step (``next_rate``, at most ``MAX_EXTENSIONS`` rates per side),
+   so no method is judged at a learning rate its grid cut short. A finished
+   result whose rate sits on an unexplored edge is re-opened (its sweep points
+   are kept; the old result moves to ``superseded/``);
 2. one run of ``--steps`` steps (the same for every method) at that rate;
    SciFact test nDCG@10 of the BM25 top-20 reranked, raw and interpolated;
    trainable parameters, peak memory (max RSS of the method's process),
@@ -55,6 +60,8 @@ WEIGHTS = [0.2, 0.4, 0.5, 0.6, 0.8]
 
 LORA_GRID = [2e-4, 5e-4, 1e-3]
 SMALL_GRID = [1e-3, 3e-3, 1e-2]          # few trainable numbers per layer want larger steps
+#: rates the sweep may add beyond each end of a method's grid while the best sits on that end
+MAX_EXTENSIONS = 2
 #: method -> adapter options and learning-rate grid (the recipe's LoRA: r=16, alpha=32, its targets)
 METHODS: dict[str, dict[str, Any]] = {
     "full": {"options": {}, "grid": [2e-5, 5e-5, 1e-4]},
@@ -89,6 +96,24 @@ def write_json(path: Path, obj: Any) -> None:
 
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def next_rate(grid: list[float], sweep: dict[str, Any]) -> float | None:
+    """The next rate to sweep: one grid step past the edge the best dev rate sits on, or None.
+
+    ``sweep`` maps rate -> {"lr", "dev": {"raw", ...}}; the step is the grid's ratio
+    at that end (e.g. 5e-4 -> 1e-3 -> 2e-3), and each side grows at most MAX_EXTENSIONS times.
+    """
+    if not sweep:
+        return None
+    rates = sorted(float(r["lr"]) for r in sweep.values())
+    best = float(max(sweep.values(), key=lambda r: r["dev"]["raw"])["lr"])
+    lo, hi = min(grid), max(grid)
+    if len(rates) > 1 and best == rates[-1] and sum(r > hi * (1 + 1e-9) for r in rates) < MAX_EXTENSIONS:
+        return float(f"{rates[-1] * grid[-1] / grid[-2]:.3g}")
+    if len(rates) > 1 and best == rates[0] and sum(r < lo * (1 - 1e-9) for r in rates) < MAX_EXTENSIONS:
+        return float(f"{rates[0] * grid[0] / grid[1]:.3g}")
+    return None
 
 
 # ------------------------------------------------------------------------- one method (child process)
@@ -180,6 +205,15 @@ def run_method(method: str, args: argparse.Namespace) -> dict[str, Any]:
         write_json(partial_file, partial)
         shutil.rmtree(res.folder, ignore_errors=True)
         shutil.rmtree(MODELS / f"{method}-sweep-{key}.ckpt", ignore_errors=True)
+    while (lr := next_rate(grid, partial["sweep"])) is not None:   # the best sat on an edge: go past it
+        key = f"{lr:g}"
+        res = train_once(method, lr, args.sweep_steps, groups, cfg, f"sweep-{key}", save_steps=0,
+                         threads=args.threads)
+        partial["sweep"][key] = {"lr": lr, "dev": rerank_scores(res.folder, dev, dev_bm25, max_length),
+                                 "final_loss": res.final_loss, "extension": True}
+        write_json(partial_file, partial)
+        shutil.rmtree(res.folder, ignore_errors=True)
+        shutil.rmtree(MODELS / f"{method}-sweep-{key}.ckpt", ignore_errors=True)
     best = max(partial["sweep"].values(), key=lambda r: r["dev"]["raw"])
     weight = max(WEIGHTS, key=lambda w: best["dev"][f"interp_{w:g}"])
     test, test_bm25 = evaluation_set([], "test", args.queries)
@@ -190,7 +224,8 @@ def run_method(method: str, args: argparse.Namespace) -> dict[str, Any]:
     cfg_train = cfg["train"]
     return {
         "method": method, "doc": ADAPTERS[method].doc, "options": METHODS[method]["options"],
-        "lr_grid": grid, "sweep_steps": args.sweep_steps, "sweep": partial["sweep"], "lr": best["lr"],
+        "lr_grid": sorted(float(r["lr"]) for r in partial["sweep"].values()), "base_grid": grid,
+        "sweep_steps": args.sweep_steps, "sweep": partial["sweep"], "lr": best["lr"],
         "interpolation_weight": weight, "steps": res.steps,
         "pairs_per_step": int(cfg_train["batch_size"]) * int(cfg_train["group_size"]),
         "trainable": res.trainable, "total": res.total, "trainable_pct": 100 * res.trainable / res.total,
@@ -277,6 +312,23 @@ def report() -> None:
 
 
 # ------------------------------------------------------------------------- driver
+def reopen(method: str) -> None:
+    """A finished result chosen on an edge of its sweep: keep its sweep points, retire the result."""
+    import shutil
+
+    done = OUT / f"{method}.json"
+    old = read_json(done)
+    partial_file = OUT / f"{method}.partial.json"
+    if not partial_file.exists():
+        write_json(partial_file, {"sweep": old["sweep"]})
+    (OUT / "superseded").mkdir(exist_ok=True)
+    done.replace(OUT / "superseded" / f"{method}.json")
+    shutil.rmtree(MODELS / f"{method}-final", ignore_errors=True)
+    shutil.rmtree(MODELS / f"{method}-final.ckpt", ignore_errors=True)
+    print(f"{method}: its best rate {old['lr']:g} is on an edge of the sweep; re-opened (old result in "
+          f"{OUT / 'superseded'})", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated (default: all)")
@@ -300,6 +352,8 @@ def main() -> None:
         failed: list[str] = []
         for m in methods:
             done = OUT / f"{m}.json"
+            if done.exists() and next_rate(METHODS[m]["grid"], read_json(done)["sweep"]) is not None:
+                reopen(m)
             if done.exists():
                 print(f"{m}: done ({done}), skipped", flush=True)
                 continue
