@@ -111,3 +111,19 @@ def test_dla_recovers_known_propensities():
     est, true = res.propensities, model.examination(n_d)
     assert est[0] == pytest.approx(1.0)
     assert np.abs(est - true).max() < 0.06, (est.round(3), true.round(3))
+
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run on the GPU machine when lent)")
+def test_dla_propensity_logits_follow_the_scores_device():
+    """The logits live outside the ranker, so a Trainer moving the model does not move them: the loss does."""
+    loss = DLA(5)
+    param = loss.logits
+    opt = torch.optim.AdamW([param], lr=0.1)
+    scores = torch.randn(2, 5, device="cuda", requires_grad=True)
+    clicks = torch.tensor([[1.0, 0, 0, 1, 0], [0, 1, 0, 0, 0]], device="cuda")
+    out = loss(scores, clicks)
+    out.backward()
+    opt.step()
+    assert loss.logits is param and param.device.type == "cuda"   # the same Parameter: the optimiser stepped it
+    assert np.isfinite(loss.propensities()).all()

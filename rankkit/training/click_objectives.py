@@ -205,7 +205,7 @@ class DLAObjective(ClickObjective):
         if not isinstance(logits, list) or len(logits) != self.loss.width:
             raise RankkitError(f"checkpointed DLA state has {len(logits or [])} ranks, expected {self.loss.width}")
         with torch.no_grad():
-            self.loss.logits.copy_(torch.tensor(logits, dtype=self.loss.logits.dtype))
+            self.loss.logits.copy_(torch.tensor(logits, dtype=self.loss.logits.dtype, device=self.loss.logits.device))
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "propensities": self.propensities()}

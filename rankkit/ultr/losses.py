@@ -168,7 +168,7 @@ class DLA:
         import torch
 
         with torch.no_grad():
-            return torch.exp(self.logits - self.logits[0]).double().numpy()
+            return torch.exp(self.logits - self.logits[0]).double().cpu().numpy()
 
     def __call__(self, scores: Any, clicks: Any, mask: Any = None, list_weights: Any = None) -> Any:
         import torch
@@ -176,6 +176,10 @@ class DLA:
         from ..training.losses import softmax_ce
 
         scores, clicks, mask, lw = _prep(scores, clicks, mask, list_weights)
+        if self.logits.device != scores.device:
+            # the logits live outside the model, so whatever moved the ranker (Trainer, accelerate) did not move
+            # them: follow the scores once, in place, so the optimiser keeps the same Parameter
+            self.logits.data = self.logits.data.to(scores.device)
         width = scores.shape[-1]
         if width > self.width:
             raise ConfigError(f"DLA was built for {self.width} ranks but a list shows {width}")
