@@ -31,7 +31,9 @@ Options:
   eval/RESULTS.md).
 
 DLA's propensity logits are trained by the Trainer's own optimiser (an extra
-parameter group, :meth:`Objective.parameter_groups`), saved in every checkpoint
+parameter group, :meth:`Objective.parameter_groups`: AdamW, so its rate follows
+the ranker's warmup and decay, where ULTRA keeps Adagrad at a constant rate; the
+group is outside the Trainer's gradient clipping), saved in every checkpoint
 and restored on resume (:meth:`Objective.callbacks`), and the final estimate
 (relative to rank 1) is written to the trained folder's manifest under
 ``training.objective.propensities``.
