@@ -194,23 +194,14 @@ def run_method(method: str, args: argparse.Namespace) -> dict[str, Any]:
     partial_file = OUT / f"{method}.partial.json"
     partial = read_json(partial_file) or {"sweep": {}}
     grid = METHODS[method]["grid"]
-    for lr in grid:
-        key = f"{lr:g}"
-        if key in partial["sweep"]:
-            continue
-        res = train_once(method, lr, args.sweep_steps, groups, cfg, f"sweep-{key}", save_steps=0,
-                         threads=args.threads)
-        partial["sweep"][key] = {"lr": lr, "dev": rerank_scores(res.folder, dev, dev_bm25, max_length),
-                                 "final_loss": res.final_loss}
-        write_json(partial_file, partial)
-        shutil.rmtree(res.folder, ignore_errors=True)
-        shutil.rmtree(MODELS / f"{method}-sweep-{key}.ckpt", ignore_errors=True)
-    while (lr := next_rate(grid, partial["sweep"])) is not None:   # the best sat on an edge: go past it
+    # the grid's rates first, then past an edge while the best sits on it
+    while (lr := next((r for r in grid if f"{r:g}" not in partial["sweep"]), None)
+           or next_rate(grid, partial["sweep"])) is not None:
         key = f"{lr:g}"
         res = train_once(method, lr, args.sweep_steps, groups, cfg, f"sweep-{key}", save_steps=0,
                          threads=args.threads)
         partial["sweep"][key] = {"lr": lr, "dev": rerank_scores(res.folder, dev, dev_bm25, max_length),
-                                 "final_loss": res.final_loss, "extension": True}
+                                 "final_loss": res.final_loss, "extension": lr not in grid}
         write_json(partial_file, partial)
         shutil.rmtree(res.folder, ignore_errors=True)
         shutil.rmtree(MODELS / f"{method}-sweep-{key}.ckpt", ignore_errors=True)

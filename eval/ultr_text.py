@@ -58,7 +58,9 @@ def log(msg: str) -> None:
 
 def true_propensities(eta: float) -> list[float]:
     """The click model's examination probabilities ``(1/rank)^eta`` at ranks 1..RANKS."""
-    return [(1.0 / r) ** eta for r in range(1, RANKS + 1)]
+    from rankkit.ultr import PositionBasedModel
+
+    return PositionBasedModel(eta=eta, max_grade=1).examination(RANKS).tolist()
 
 
 def simulate(n_sessions: int, seed: int, eta: float = 1.0) -> Path:
