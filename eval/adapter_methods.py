@@ -142,19 +142,29 @@ def evaluation_set(split_qids: list[str], split: str, limit: int | None) -> tupl
     return ds, run.subset(qids).top(20)
 
 
-def rerank_scores(folder: Path, ds: Any, bm25: Any, max_length: int) -> dict[str, float]:
-    """nDCG@10 of BM25 top-20: BM25, reranked (raw), and interpolated with every weight of WEIGHTS."""
+def rerank_scores(folder: Path, ds: Any, bm25: Any, max_length: int,
+                  per_query: dict[str, Any] | None = None) -> dict[str, float]:
+    """nDCG@10 of BM25 top-20: BM25, reranked (raw), and interpolated with every weight of WEIGHTS.
+
+    With ``per_query`` (a dict), also fills it with ``{condition: {qid: nDCG@10}}`` so that
+    methods can be compared with a paired test across result files.
+    """
     import rankkit as rk
     from rankkit.pipeline import fuse_runs
 
     ce = rk.CrossEncoder(folder, corpus=ds.corpus, max_length=max_length, batch_size=32, show_progress=False)
-    raw = ce(ds.queries, bm25)
+    runs = {"bm25": bm25, "raw": ce(ds.queries, bm25)}
     qids = list(ds.queries.ids)
-    out = {"bm25": rk.evaluate(bm25, ds.qrels, ["nDCG@10"])["nDCG@10"],
-           "raw": rk.evaluate(raw, ds.qrels, ["nDCG@10"])["nDCG@10"]}
     for w in WEIGHTS:
-        mixed = fuse_runs([bm25, raw], method="linear", norm="zscore", weights=[1 - w, w], qids=qids)
-        out[f"interp_{w:g}"] = rk.evaluate(mixed, ds.qrels, ["nDCG@10"])["nDCG@10"]
+        runs[f"interp_{w:g}"] = fuse_runs([bm25, runs["raw"]], method="linear", norm="zscore",
+                                          weights=[1 - w, w], qids=qids)
+    out = {}
+    for name, run in runs.items():
+        pq = rk.evaluate(run, ds.qrels, ["nDCG@10"], per_query=True)
+        values = {q: float(pq.get(q, {}).get("nDCG@10", 0.0)) for q in qids}
+        out[name] = sum(values.values()) / len(values)
+        if per_query is not None:
+            per_query[name] = values
     return out
 
 
@@ -209,7 +219,8 @@ def run_method(method: str, args: argparse.Namespace) -> dict[str, Any]:
     weight = max(WEIGHTS, key=lambda w: best["dev"][f"interp_{w:g}"])
     test, test_bm25 = evaluation_set([], "test", args.queries)
     res = train_once(method, best["lr"], args.steps, groups, cfg, "final", save_steps=100, threads=args.threads)
-    scores = rerank_scores(res.folder, test, test_bm25, max_length)
+    per_query: dict[str, Any] = {}
+    scores = rerank_scores(res.folder, test, test_bm25, max_length, per_query)
     shutil.rmtree(MODELS / f"{method}-final.ckpt", ignore_errors=True)   # the model folder stays
     manifest = json.loads((res.folder / "rankkit.json").read_text())
     cfg_train = cfg["train"]
@@ -227,8 +238,49 @@ def run_method(method: str, args: argparse.Namespace) -> dict[str, Any]:
         "final_loss": res.final_loss, "dev_queries": len(dev.queries), "test_queries": len(test.queries),
         "ndcg10_bm25": scores["bm25"], "ndcg10_raw": scores["raw"],
         "ndcg10_interp": scores[f"interp_{weight:g}"], "test_all_weights": scores,
+        "test_per_query": {"raw": per_query["raw"], "interp": per_query[f"interp_{weight:g}"]},
         "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d %H:%M"),
     }
+
+
+def backfill_per_query(method: str, args: argparse.Namespace) -> None:
+    """Add ``test_per_query`` to a finished result written before it was recorded.
+
+    Re-scores the method's kept final model, or (when it is gone) retrains the final run at the
+    recorded rate with the same seeded recipe. The result is only updated when the re-scored
+    nDCG@10 reproduces the recorded one, so the per-query values belong to the published row.
+    """
+    import torch
+
+    from rankkit.quiet import quiet_transformers
+    from rankkit.training.config import build_groups
+
+    done = OUT / f"{method}.json"
+    result = read_json(done)
+    if not result or "test_per_query" in result:
+        return
+    quiet_transformers()
+    cfg = recipe()
+    torch.set_num_threads(int(args.threads or cfg["train"].get("threads") or 1))
+    folder = MODELS / f"{method}-final"
+    if not (folder / "rankkit.json").exists():
+        import random
+
+        groups, _ = build_groups(cfg)
+        random.Random(int(cfg["train"].get("seed", 42))).shuffle(groups)
+        print(f"{method}: final model gone; retraining {result['steps']} steps at {result['lr']:g}", flush=True)
+        folder = train_once(method, float(result["lr"]), int(result["steps"]), groups, cfg, "final",
+                            save_steps=100, threads=args.threads).folder
+    test, test_bm25 = evaluation_set([], "test", args.queries)
+    per_query: dict[str, Any] = {}
+    scores = rerank_scores(folder, test, test_bm25, int(cfg.get("max_length", 128)), per_query)
+    weight = f"interp_{result['interpolation_weight']:g}"
+    if abs(scores["raw"] - result["ndcg10_raw"]) > 1e-6 or abs(scores[weight] - result["ndcg10_interp"]) > 1e-6:
+        raise SystemExit(f"{method}: re-scored nDCG@10 {scores['raw']:.6f} / {scores[weight]:.6f} does not "
+                         f"reproduce the recorded {result['ndcg10_raw']:.6f} / {result['ndcg10_interp']:.6f}; "
+                         f"{done} left unchanged")
+    write_json(done, {**result, "test_per_query": {"raw": per_query["raw"], "interp": per_query[weight]}})
+    print(f"{method}: per-query test scores added (nDCG@10 {scores['raw']:.4f} reproduced)", flush=True)
 
 
 # ------------------------------------------------------------------------- report
@@ -237,18 +289,33 @@ def load_results() -> list[dict[str, Any]]:
     return sorted((r for r in rows if r and "method" in r), key=lambda r: r["trainable"])
 
 
+def p_vs(row: dict[str, Any], base: dict[str, Any] | None, condition: str) -> str:
+    """Two-sided paired t-test p of ``row`` against ``base`` over the test queries ("-" without both)."""
+    if base is None or row is base or "test_per_query" not in row or "test_per_query" not in base:
+        return "-"
+    import numpy as np
+
+    from rankkit.evaluation import paired_test
+
+    a, b = row["test_per_query"][condition], base["test_per_query"][condition]
+    qids = sorted(set(a) & set(b))
+    return f"{paired_test(np.array([a[q] for q in qids]), np.array([b[q] for q in qids])):.3f}"
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     """Markdown table of the finished methods (fewest trainable parameters first)."""
     lora = next((r for r in rows if r["method"] == "lora"), None)
     head = ("| method | trainable | x fewer than LoRA | lr (grid) | s/step | init s | peak MB | "
-            "nDCG@10 raw | nDCG@10 interp (w) |\n|---|---:|---:|---|---:|---:|---:|---:|---:|")
+            "nDCG@10 raw | p vs LoRA | nDCG@10 interp (w) | p vs LoRA |\n"
+            "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     lines = [head]
     for r in rows:
         fewer = f"{lora['trainable'] / r['trainable']:.0f}" if lora else "-"
         grid = "/".join(f"{x:g}" for x in r["lr_grid"])
         lines.append(f"| {r['method']} | {r['trainable']:,} | {fewer} | {r['lr']:g} ({grid}) | "
                      f"{r['s_per_step']:.2f} | {r.get('init_s') or 0:.1f} | {r['peak_rss_mb']:.0f} | "
-                     f"{r['ndcg10_raw']:.4f} | {r['ndcg10_interp']:.4f} ({r['interpolation_weight']:g}) |")
+                     f"{r['ndcg10_raw']:.4f} | {p_vs(r, lora, 'raw')} | "
+                     f"{r['ndcg10_interp']:.4f} ({r['interpolation_weight']:g}) | {p_vs(r, lora, 'interp')} |")
     if rows:
         r = rows[0]
         lines.append(f"\nBM25 top-20 alone: nDCG@10 {r['ndcg10_bm25']:.4f} on {r['test_queries']} SciFact test "
@@ -330,8 +397,15 @@ def main() -> None:
                     help="torch threads for training and scoring (default: the recipe's, 1; keep it the same "
                          "for every method, s/step is compared)")
     ap.add_argument("--report", action="store_true", help="only build the table and plot")
+    ap.add_argument("--per-query", action="store_true",
+                    help="add per-query test scores (for the paired tests) to finished results that lack them")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.per_query:
+        for m in (m.strip() for m in args.methods.split(",") if m.strip()):
+            backfill_per_query(m, args)
+        report()
+        return
     if args.child:
         print("RESULT " + json.dumps(run_method(args.child, args), default=str), flush=True)
         return
