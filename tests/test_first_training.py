@@ -26,11 +26,16 @@ def test_weighted_ranknet_by_hand():
     scores = torch.tensor([[2.0, 0.0, 1.0]])
     ranks = torch.tensor([[1, 2, 3]])                   # target: 0 > 1 > 2
     sp = torch.nn.functional.softplus
-    # pairs (0,1) w=1/3, (0,2) w=1/4, (1,2) w=1/5: softplus(s_j - s_i)
-    want = (sp(torch.tensor(-2.0)) / 3 + sp(torch.tensor(-1.0)) / 4 + sp(torch.tensor(1.0)) / 5) / (1 / 3 + 1 / 4 + 1 / 5)
+    # pairs (0,1) w=1/3, (0,2) w=1/4, (1,2) w=1/5: softplus(s_j - s_i), averaged over the 3 pairs
+    # (the reference's weighted BCEWithLogitsLoss, mean reduction)
+    want = (sp(torch.tensor(-2.0)) / 3 + sp(torch.tensor(-1.0)) / 4 + sp(torch.tensor(1.0)) / 5) / 3
     assert torch.allclose(weighted_ranknet(scores, ranks), want)
     padded = weighted_ranknet(torch.tensor([[2.0, 0.0, 1.0, 9.0]]), torch.tensor([[1, 2, 3, 0]]))
     assert torch.allclose(padded, want)                  # padding (rank 0) takes no part
+    # grades 1, 0, 0: passages 1 and 2 tie, so only (0,1) and (0,2) count
+    tied = weighted_ranknet(scores, ranks, torch.tensor([[1, 0, 0]]))
+    assert torch.allclose(tied, (sp(torch.tensor(-2.0)) / 3 + sp(torch.tensor(-1.0)) / 4) / 2)
+    assert weighted_ranknet(scores, ranks, torch.tensor([[0, 0, 0]])) == 0   # all tied: no pair
 
 
 def test_shuffled_window_keeps_the_target():
@@ -39,6 +44,8 @@ def test_shuffled_window_keeps_the_target():
     assert [ex.passages[k] for k in ex.order] == ["d", "b", "a", "c", "e"]
     assert ex.passages != texts
     assert qrels_order(["x", "y", "z"], {"z": 2, "y": 1}) == [2, 1, 0]
+    graded = shuffled_window("q", texts, [3, 1, 0, 2, 4], np.random.default_rng(1), grades=[0, 1, 0, 2, 0])
+    assert dict(zip(graded.passages, graded.grades)) == {"a": 0, "b": 1, "c": 0, "d": 2, "e": 0}
 
 
 def test_windows_from_a_run_put_relevant_first_and_add_missing_positives():
@@ -50,8 +57,28 @@ def test_windows_from_a_run_put_relevant_first_and_add_missing_positives():
         best = ex.passages[ex.order[0]]
         relevant = {ds.corpus[d] for d, g in ds.qrels[ex.qid].items() if g >= 1}
         assert best in relevant
+        # the grades travel with the passages: relevant ones graded, the others 0 (ties)
+        assert [p in relevant for p in ex.passages] == [g > 0 for g in ex.grades]
     exs2, _ = windows_from_run(ds, run, window=4, seed=0, add_positive=False)
     assert len(exs2) == counts["windows"] - counts["positives_added"]
+
+
+def test_teacher_windows_follow_the_teacher_and_count_every_pair():
+    ds = rk.datasets.load_beir(DEMO, split="test")
+    run = rk.BM25.build(ds.corpus)(ds.queries)
+
+    class Reverse(rk.Reranker):
+        """A teacher that puts the first stage's order upside down."""
+
+        def score_pairs(self, query_texts, qidx, docids):
+            return -np.arange(len(docids), dtype=np.float64)[::-1]   # later candidates score higher
+
+    exs, counts = windows_from_run(ds, run, window=4, seed=0, teacher=Reverse())
+    assert counts["teacher_windows"] == len(exs) > 0
+    for ex in exs:
+        docs = run.docids(ex.qid).tolist()[:4]
+        assert [ex.passages[k] for k in ex.order] == [ds.corpus[d] for d in docs[::-1]]
+        assert ex.grades is None          # a full order: no ties for the ranking loss
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,8 @@
 One example is one window: a query, its passages in shuffled positions (so
 the model cannot learn "keep the first-stage order") and the target order
 (indexes into those positions, best first). Targets come from the qrels
-(relevant passages first, by grade, the rest in first-stage order) or from a
+(relevant passages first, by grade, the rest in first-stage order; the grades
+go with the window so the ranking loss treats equal grades as ties) or from a
 teacher reranker's order (distillation, e.g. the project's cross-encoder).
 """
 
@@ -20,22 +21,29 @@ from ..errors import ConfigError
 
 @dataclass
 class FirstExample:
-    """One training window: ``passages`` in prompt order, ``order`` = target ranking (indexes, best first)."""
+    """One training window: ``passages`` in prompt order, ``order`` = target ranking (indexes, best first).
+
+    ``grades`` (per prompt position, qrels targets only): passages of equal grade are ties, so
+    the ranking loss skips their pairs; None = ``order`` is a full ranking (teacher targets).
+    """
 
     query: str
     passages: list[str]
     order: list[int]
     qid: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    grades: list[int] | None = None
 
 
 def shuffled_window(query: str, texts: Sequence[str], target: Sequence[int], rng: np.random.Generator,
-                    qid: str | None = None) -> FirstExample:
-    """``texts`` placed at random positions; ``target`` (indexes into ``texts``, best first) follows them."""
+                    qid: str | None = None, grades: Sequence[int] | None = None) -> FirstExample:
+    """``texts`` placed at random positions; ``target`` (indexes into ``texts``, best first) and
+    ``grades`` (per text) follow them."""
     perm = rng.permutation(len(texts))          # position p holds texts[perm[p]]
     where = np.empty(len(texts), dtype=np.int64)
     where[perm] = np.arange(len(texts))
-    return FirstExample(query, [texts[i] for i in perm], [int(where[i]) for i in target], qid)
+    return FirstExample(query, [texts[i] for i in perm], [int(where[i]) for i in target], qid,
+                        grades=None if grades is None else [int(grades[i]) for i in perm])
 
 
 def qrels_order(docids: Sequence[str], judged: dict[str, int], min_grade: int = 1) -> list[int]:
@@ -72,6 +80,7 @@ def windows_from_run(dataset: Any, run: Any, window: int = 20, repeats: int = 1,
             if teacher_run is not None:
                 ranked = {d: r for r, d in enumerate(teacher_run.docids(qid).tolist())}
                 target = sorted(range(len(docs)), key=lambda i: ranked.get(docs[i], len(docs) + i))
+                grades = None                       # a full order: every pair counts
                 counts["teacher_windows"] += 1
             else:
                 judged = dict(dataset.qrels[qid]) if qid in dataset.qrels else {}
@@ -84,7 +93,9 @@ def windows_from_run(dataset: Any, run: Any, window: int = 20, repeats: int = 1,
                     docs[-1] = positives[0]
                     counts["positives_added"] += 1
                 target = qrels_order(docs, judged, min_grade)
-            out.append(shuffled_window(dataset.queries[qid], [corpus[d] for d in docs], target, rng, qid))
+                grades = [judged.get(d, 0) if judged.get(d, 0) >= min_grade else 0 for d in docs]
+            out.append(shuffled_window(dataset.queries[qid], [corpus[d] for d in docs], target, rng, qid,
+                                       grades=grades))
     counts["windows"] = len(out)
     return out, counts
 

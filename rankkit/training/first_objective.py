@@ -7,9 +7,10 @@ The loss is ``rank_weight * RankNet + lm_weight * LM`` (the paper: 10 and 1):
 
 - LM: cross-entropy on the answer tokens;
 - RankNet: on the identifier logits at the first answer position (the very
-  logits inference ranks by), every pair (i better than j by the target)
-  weighted ``1 / (r_i + r_j)`` with 1-based target ranks, so mistakes near the
-  top weigh most.
+  logits inference ranks by), every pair (i better than j by the target, and
+  for qrels targets of a different grade) weighted ``1 / (r_i + r_j)`` with
+  1-based target ranks, so mistakes near the top weigh most; averaged over
+  the pairs, as in the reference implementation (gangiswag/llm-reranker).
 
 Batches are left-padded (position ids from the mask), and logits are computed
 only for the last ``max answer length + 1`` positions.
@@ -25,23 +26,29 @@ from ..errors import ConfigError
 from .objectives import Objective, register_objective
 
 
-def weighted_ranknet(scores: Any, ranks: Any) -> Any:
+def weighted_ranknet(scores: Any, ranks: Any, tiers: Any = None) -> Any:
     """Pairwise logistic loss over ``scores`` [B, W], pairs weighted ``1/(r_i + r_j)``.
 
-    ``ranks`` [B, W] are 1-based target ranks, 0 at padding. Normalised by the
-    total pair weight, so the scale does not grow with the window.
+    ``ranks`` [B, W] are 1-based target ranks, 0 at padding. ``tiers`` [B, W]
+    (optional): pairs in the same tier are ties and take no part (qrels targets:
+    the grade, so the arbitrary order among equally judged passages is not
+    taught). Averaged over the pairs that count, as the reference
+    implementation's weighted ``BCEWithLogitsLoss`` does, so ``rank_weight``
+    means what the paper's 10:1 means.
     """
     import torch
 
     valid = ranks > 0
     ri, rj = ranks[:, :, None].float(), ranks[:, None, :].float()
     better = (ri < rj) & valid[:, :, None] & valid[:, None, :]          # i ranked above j
+    if tiers is not None:
+        better &= tiers[:, :, None] != tiers[:, None, :]
     weight = torch.where(better, 1.0 / (ri + rj).clamp(min=1.0), torch.zeros_like(ri))
     diff = scores[:, None, :] - scores[:, :, None]                        # s_j - s_i at [b, i, j]
-    total = weight.sum()
-    if total <= 0:
+    pairs = better.sum()
+    if pairs == 0:
         return scores.sum() * 0.0
-    return (torch.nn.functional.softplus(diff) * weight).sum() / total
+    return (torch.nn.functional.softplus(diff) * weight).sum() / pairs
 
 
 class FirstObjective(Objective):
@@ -108,7 +115,8 @@ class FirstObjective(Objective):
 
         tok, n = self.tokenizer, len(ex.passages)
         ids = self.ids[:n]
-        special = self.template == "plain"
+        # special tokens exactly as the inference backend adds them: only without a chat template
+        special = not getattr(tok, "chat_template", None)
         answer = tok(answer_text(ex.order, ids) + (tok.eos_token or ""), add_special_tokens=False)["input_ids"]
         empty = render_window(self.render, ex.query, [""] * n, ids).text
         room = self.max_length - len(tok(empty, add_special_tokens=special)["input_ids"]) - len(answer)
@@ -139,6 +147,7 @@ class FirstObjective(Objective):
         labels = torch.full((b, keep), -100, dtype=torch.long)
         first_pos = torch.zeros(b, dtype=torch.long)
         ranks = torch.zeros((b, self.window), dtype=torch.long)
+        tiers = torch.zeros((b, self.window), dtype=torch.long)
         for r, ((p, a), ex) in enumerate(zip(enc, examples)):
             seq = p + a
             input_ids[r, width - len(seq):] = torch.tensor(seq)
@@ -148,9 +157,11 @@ class FirstObjective(Objective):
             first_pos[r] = start
             for place, k in enumerate(ex.order):
                 ranks[r, k] = place + 1
+                # graded targets tie equal grades; a full order (teacher) makes every pair count
+                tiers[r, k] = ex.grades[k] if ex.grades is not None else -(place + 1)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         return {"input_ids": input_ids, "attention_mask": mask, "position_ids": pos, "labels": labels,
-                "first_pos": first_pos, "ranks": ranks, "keep": keep}
+                "first_pos": first_pos, "ranks": ranks, "tiers": tiers, "keep": keep}
 
     def compute_loss(self, model: Any, batch: dict[str, Any]) -> tuple[Any, Any]:
         import torch
@@ -165,7 +176,7 @@ class FirstObjective(Objective):
         rows = torch.arange(logits.shape[0], device=logits.device)
         cand = torch.tensor(self.id_tokens, device=logits.device)
         first = logits[rows, batch["first_pos"]][:, cand]                   # [B, window]
-        rank = weighted_ranknet(first, batch["ranks"])
+        rank = weighted_ranknet(first, batch["ranks"], batch.get("tiers"))
         self.last_terms = {"lm": float(lm.detach()), "rank": float(rank.detach())}
         return self.rank_weight * rank + self.lm_weight * lm, out
 
