@@ -118,7 +118,8 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=20, help="rerank BM25's top k")
     ap.add_argument("--window", type=int, default=20)
     ap.add_argument("--stride", type=int, default=10)
-    ap.add_argument("--max-passage-tokens", type=int, default=128)
+    ap.add_argument("--max-passage-tokens", type=int, default=None,
+                    help="passage cut for every system (default: what --adapter was trained with, else 128)")
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--cross-encoder", default="minilm-scifact", help="'' to skip the cross-encoder comparison")
     ap.add_argument("--speed-windows", type=int, default=8)
@@ -136,10 +137,12 @@ def main() -> None:
     ds = subset(rk.datasets.load_beir(SCIFACT, split="test"), args.queries)
     bm25 = cached_run(rk.BM25.build(ds.corpus), ds.queries, ROOT / "eval" / "cache", ds.corpus.fingerprint(),
                       k=args.k)
+    trained_with = (rk.folders.read_manifest(args.adapter) or {}).get("reranker", {}) if args.adapter else {}
+    if args.max_passage_tokens is None:   # untrained and trained compared at the length it trained with
+        args.max_passage_tokens = int(trained_with.get("max_passage_tokens", 128))
     common = dict(corpus=ds.corpus, window=args.window, stride=args.stride, batch_size=args.batch_size,
                   max_passage_tokens=args.max_passage_tokens, device=args.device)
     if args.adapter:
-        trained_with = (rk.folders.read_manifest(args.adapter) or {}).get("reranker", {})
         for key, value in (("window", args.window), ("max_passage_tokens", args.max_passage_tokens)):
             if key in trained_with and trained_with[key] != value:
                 print(f"warning: the adapter was trained with {key}={trained_with[key]}, evaluated with {value}",

@@ -122,6 +122,20 @@ def test_trained_adapter_saves_and_reloads_to_identical_rankings(trained):
     assert not np.allclose(base.window_logprobs([prompt]), loaded.window_logprobs([prompt]), atol=1e-4)
 
 
+def test_adapter_reranks_with_the_passage_length_it_was_trained_with(trained, tmp_path):
+    import shutil
+
+    res, _ = trained
+    copy = shutil.copytree(res.folder, tmp_path / "copy")
+    manifest = json.loads((copy / "rankkit.json").read_text())
+    assert manifest["reranker"]["max_passage_tokens"] == 128
+    manifest["reranker"]["max_passage_tokens"] = 16
+    (copy / "rankkit.json").write_text(json.dumps(manifest))
+    assert FirstReranker(copy, corpus=CORPUS, window=5, stride=2).max_passage_tokens == 16
+    assert FirstReranker(copy, corpus=CORPUS, window=5, stride=2, max_passage_tokens=64).max_passage_tokens == 64
+    assert FirstReranker(str(tiny_llm_dir(4096)), corpus=CORPUS, window=5, stride=2).max_passage_tokens == 128
+
+
 def test_objective_rejects_bad_options_and_data():
     with pytest.raises(ConfigError):
         FirstObjective(window=30)

@@ -53,13 +53,22 @@ def window_starts(n: int, window: int, stride: int) -> list[tuple[int, int]]:
         end -= stride
 
 
+def _manifest(model: Any) -> dict[str, Any] | None:
+    """The rankkit manifest of a model folder (None for a model name or a folder without one)."""
+    from ..folders import read_manifest
+
+    if not isinstance(model, (str, os.PathLike)):
+        return None
+    path = Path(os.fspath(model))
+    return read_manifest(path) if path.is_dir() else None
+
+
 def load_first_model(model: str | os.PathLike, dtype: Any = "auto", device: str | None = None) -> tuple[Any, Any]:
     """(model, tokenizer) for a model name, or for an adapter folder from ``rankkit train first``."""
-    from ..folders import read_manifest
     from ..llm.loading import load_causal_lm
 
-    path = Path(os.fspath(model)) if not isinstance(model, bytes) else None
-    manifest = read_manifest(path) if path is not None and path.is_dir() else None
+    path = Path(os.fspath(model))
+    manifest = _manifest(model)
     if manifest is None or manifest.get("kind") != KIND_LLM_ADAPTER:
         return load_causal_lm(model, dtype, device)
     import peft
@@ -81,7 +90,9 @@ class FirstReranker(ListReranker):
     ``backend=`` is a ready :class:`rankkit.llm.Backend`. ``window`` passages
     (at most 26, identifiers A..Z) per prompt, windows ``stride`` apart.
     Passages are cut to ``max_passage_tokens`` (fewer if a window would not
-    fit the context); both are counted in ``stats``. ``shared_prefix=False``
+    fit the context); both are counted in ``stats``. For an adapter folder,
+    ``max_passage_tokens`` and ``template`` default to what it was trained
+    with (its manifest), else 128 and "chat". ``shared_prefix=False``
     turns the prefix KV cache off (same scores, for measuring it).
     ``template="plain"`` allows models without a chat template.
     """
@@ -90,10 +101,15 @@ class FirstReranker(ListReranker):
     returns = "order"
 
     def __init__(self, model: str | os.PathLike = DEFAULT_MODEL, corpus: Any = None, window: int = 20,
-                 stride: int = 10, mode: str = "logits", max_passage_tokens: int = 128,
+                 stride: int = 10, mode: str = "logits", max_passage_tokens: int | None = None,
                  batch_size: int = 4, backend: Any = None, shared_prefix: bool = True,
-                 template: str = "chat", dtype: Any = "auto", device: str | None = None,
+                 template: str | None = None, dtype: Any = "auto", device: str | None = None,
                  show_progress: bool = False, interpolate: float | str | None = None):
+        # an adapter reranks as it was trained: its manifest's passage length and template are the defaults
+        trained = (_manifest(model) or {}).get("reranker", {}) if backend is None else {}
+        max_passage_tokens = int(max_passage_tokens if max_passage_tokens is not None
+                                 else trained.get("max_passage_tokens", 128))
+        template = template if template is not None else trained.get("template", "chat")
         if not isinstance(window, int) or not 2 <= window <= len(LETTERS):
             raise ConfigError(f"window must be an integer in 2..{len(LETTERS)}, got {window!r}")
         if not isinstance(stride, int) or not 1 <= stride <= window:
